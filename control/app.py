@@ -1,0 +1,112 @@
+"""The Litestar application: wiring of settings, database, storage, cache, auth and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+
+from control import __version__
+from control.config import Settings, load_settings
+from control.db.engine import create_engine, create_session_factory
+from control.db.migrate import upgrade
+from control.domain.audit.controllers import AuditController
+from control.domain.auth.controllers import AuthController
+from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
+from control.domain.auth.throttle import LoginThrottle
+from control.domain.auth.tokens import TokenCodec
+from control.domain.cases.controllers import CaseController
+from control.domain.studies.controllers import StudyController
+from control.domain.system.controllers import health, ready
+from control.domain.users.controllers import UserController
+from control.storage import build_store
+from control.web.context import provide_db_session
+from control.web.errors import EXCEPTION_HANDLERS
+from control.web.logging import RequestIdMiddleware, configure_logging
+
+
+def _cache_store(settings: Settings) -> Store:
+    """Redis when MEDVISION_REDIS_URL is set, else an in-process memory store."""
+    if settings.redis_url:
+        return RedisStore.with_client(url=settings.redis_url, namespace="medvision")
+    return MemoryStore()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """A fully wired application; migrations run at start-up unless disabled in settings."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    engine = create_engine(settings)
+    cache = _cache_store(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.migrate_on_startup:
+            await anyio.to_thread.run_sync(upgrade, settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            if isinstance(cache, RedisStore):
+                await cache._redis.aclose()
+
+    state = {
+        "settings": settings,
+        "session_factory": create_session_factory(engine),
+        "store": build_store(settings),
+        "cache": cache,
+        "token_codec": TokenCodec(
+            settings.key("jwt"), settings.access_token_ttl_s, settings.refresh_token_ttl_s
+        ),
+        "login_throttle": LoginThrottle(
+            cache.with_namespace("login") if isinstance(cache, RedisStore) else cache,
+            settings.login_max_failures,
+            settings.login_window_s,
+        ),
+    }
+    public = [f"^{path}$" for path in PUBLIC_PATHS if path != "/schema"] + ["^/schema"]
+    return Litestar(
+        route_handlers=[
+            health,
+            ready,
+            AuthController,
+            UserController,
+            StudyController,
+            CaseController,
+            AuditController,
+        ],
+        state=State(state),
+        dependencies={"db_session": Provide(provide_db_session)},
+        middleware=[
+            RequestIdMiddleware,
+            DefineMiddleware(BearerAuthMiddleware, exclude=public),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        stores={"cache": cache},
+        request_max_body_size=settings.max_request_bytes,
+        multipart_form_part_limit=settings.max_files_per_request + 8,
+        openapi_config=OpenAPIConfig(
+            title="MedVision",
+            version=__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"BearerToken": []}],
+        ),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,170 @@
+"""Settings read from MEDVISION_* environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from control.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every tunable of the control plane. Defaults give the embedded single-host stack."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDVISION_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    storage_backend: Literal["filesystem", "s3"] | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_bucket: str = "medvision"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    redis_url: str | None = None
+    triton_url: str = "127.0.0.1:8001"
+
+    secret_key: str | None = Field(default=None, description="JWT signing key (>= 32 chars)")
+    deid_key: str | None = Field(default=None, description="key for pseudonymous UIDs")
+    link_key: str | None = Field(default=None, description="key encrypting original UIDs")
+
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_s: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400)
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_s: int = Field(default=300, ge=1, le=86_400)
+
+    max_request_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_files_per_request: int = Field(default=2000, ge=1)
+    max_image_dimension: int = Field(default=16_384, ge=16)
+    max_image_pixels: int = Field(default=16_384 * 16_384, ge=256)
+    max_frames: int = Field(default=4096, ge=1)
+    max_volume_voxels: int = Field(default=4 * 512 * 512 * 512, ge=4096)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    migrate_on_startup: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        allowed = ("sqlite+aiosqlite://", "postgresql+psycopg://", "sqlite://", "postgresql://")
+        if not value.startswith(allowed):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+psycopg:// "
+                f"(got {value.split(':', 1)[0]!r})"
+            )
+        return value
+
+    @field_validator("secret_key", "deid_key", "link_key")
+    @classmethod
+    def _key_length(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.backend == "s3":
+            missing = [
+                f"MEDVISION_{name.upper()}"
+                for name in ("s3_endpoint", "s3_access_key", "s3_secret_key")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"S3 storage needs {', '.join(missing)}")
+        if self.max_file_bytes > self.max_request_bytes:
+            raise ValueError("MEDVISION_MAX_FILE_BYTES must not exceed MEDVISION_MAX_REQUEST_BYTES")
+        return self
+
+    @property
+    def backend(self) -> Literal["filesystem", "s3"]:
+        """The object store in use: S3 when an endpoint is configured, unless set explicitly."""
+        if self.storage_backend:
+            return self.storage_backend
+        return "s3" if self.s3_endpoint else "filesystem"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL; the default is a SQLite file under the data directory."""
+        url = self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'medvision.db'}"
+        if url.startswith("sqlite://"):
+            url = "sqlite+aiosqlite://" + url[len("sqlite://") :]
+        elif url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith("postgresql")
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    def key(self, purpose: Literal["jwt", "deid", "link"]) -> bytes:
+        """The key for one purpose: the explicit setting, else derived from the secret key."""
+        explicit = {"jwt": self.secret_key, "deid": self.deid_key, "link": self.link_key}[purpose]
+        if explicit and purpose == "jwt":
+            return explicit.encode()
+        if explicit:
+            return explicit.encode()
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        master = (self.secret_key or _embedded_secret(self.data_dir)).encode()
+        if purpose == "jwt":
+            return master
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"medvision-{purpose}".encode()
+        ).derive(master)
+
+
+def _embedded_secret(data_dir: Path) -> str:
+    """A random secret kept in the data directory, for the embedded single-host default."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; one line per invalid MEDVISION_* value on error."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"MEDVISION_{field.upper()}" if field else "settings"
+            lines.append(f"{name}: {error['msg']}")
+        raise ConfigurationError(
+            "invalid configuration:\n  " + "\n  ".join(lines), detail={"errors": lines}
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()

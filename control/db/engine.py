@@ -1,0 +1,45 @@
+"""Database engine and sessions, shared by the web app, the CLI and the worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from control.config import Settings
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An async engine for the configured database (SQLite: WAL, foreign keys, busy wait)."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (responses are built after commit)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def sync_url(settings: Settings) -> str:
+    """The same database with a synchronous driver, for Alembic."""
+    url = settings.resolved_database_url
+    return url.replace("sqlite+aiosqlite://", "sqlite://")

@@ -1,0 +1,223 @@
+"""Database tables of the control plane (SQLAlchemy 2, advanced-alchemy bases)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+
+from advanced_alchemy.base import BigIntBase, UUIDAuditBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+
+class Role(enum.StrEnum):
+    """What a user account is for; guards decide access by role."""
+
+    ADMIN = "admin"
+    RADIOLOGIST = "radiologist"
+    INTEGRATION = "integration"
+    MLOPS = "mlops"
+
+
+class CaseStatus(enum.StrEnum):
+    """Where a case is in its life: from arrival to the radiologist's sign-off."""
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    INFERRED = "inferred"
+    IN_REVIEW = "in_review"
+    SIGNED_OFF = "signed_off"
+    FAILED = "failed"
+
+
+class Priority(enum.StrEnum):
+    """Reading priority, most urgent first when sorted by rank."""
+
+    STAT = "stat"
+    URGENT = "urgent"
+    ROUTINE = "routine"
+
+
+PRIORITY_RANK = {Priority.STAT: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e], native_enum=False)
+
+
+class User(UUIDAuditBase):
+    """A person or a service account. Integration accounts log in with client credentials."""
+
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    full_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RefreshToken(UUIDAuditBase):
+    """An issued refresh token (by its JWT id); rotated on use, revocable."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class RevokedToken(UUIDAuditBase):
+    """An access token revoked before its expiry (logout); kept until it would have expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class Study(UUIDAuditBase):
+    """A de-identified imaging study. Only pseudonymous identifiers and coarse demographics."""
+
+    __tablename__ = "studies"
+
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    pseudo_patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    modality: Mapped[str] = mapped_column(String(16), default="OT")
+    study_date: Mapped[date | None] = mapped_column(Date, default=None)
+    source_format: Mapped[str] = mapped_column(String(8), default="dicom")
+    age_band: Mapped[str | None] = mapped_column(String(8), default=None)
+    sex: Mapped[str | None] = mapped_column(String(1), default=None)
+    race_ethnicity: Mapped[str | None] = mapped_column(String(64), default=None)
+    burned_in_annotation: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    series: Mapped[list[Series]] = relationship(
+        back_populates="study",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="Series.created_at",
+    )
+
+
+class StudyLink(UUIDAuditBase):
+    """The encrypted original Study Instance UID, for sending results back to the PACS."""
+
+    __tablename__ = "study_links"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), unique=True
+    )
+    original_study_uid_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Series(UUIDAuditBase):
+    """A series of a study: one modality, one acquisition (one MR sequence type)."""
+
+    __tablename__ = "series"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), index=True
+    )
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    body_part: Mapped[str | None] = mapped_column(String(64), default=None)
+    sequence_type: Mapped[str | None] = mapped_column(String(16), default=None)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="series",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="Instance.created_at",
+    )
+
+
+class Instance(UUIDAuditBase):
+    """One stored object (a DICOM instance or a NIfTI volume) with its integrity hash."""
+
+    __tablename__ = "instances"
+
+    series_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("series.id", ondelete="CASCADE"), index=True
+    )
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(512), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer, default=None)
+    columns: Mapped[int | None] = mapped_column(Integer, default=None)
+    frames: Mapped[int] = mapped_column(Integer, default=1)
+    photometric_interpretation: Mapped[str | None] = mapped_column(String(16), default=None)
+    burned_in_annotation: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class Case(UUIDAuditBase):
+    """A study on the worklist: its status, priority and the radiologist who holds it."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_status_priority", "status", "priority_rank"),)
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus, "case_status"), index=True)
+    priority: Mapped[Priority] = mapped_column(
+        _enum(Priority, "priority"), default=Priority.ROUTINE
+    )
+    priority_rank: Mapped[int] = mapped_column(Integer, default=PRIORITY_RANK[Priority.ROUTINE])
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    modality: Mapped[str] = mapped_column(String(16), index=True)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    study: Mapped[Study] = relationship(lazy="joined")
+    assignee: Mapped[User | None] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AuditEntry(BigIntBase):
+    """One append-only, hash-chained record of a security-relevant event."""
+
+    __tablename__ = "audit_log"
+
+    occurred_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor_role: Mapped[str | None] = mapped_column(String(16), default=None)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    target_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    outcome: Mapped[str] = mapped_column(String(16), default="success")
+    client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(BigIntBase):
+    """A single row that every audit append updates first, serialising writers on any database."""
+
+    __tablename__ = "audit_head"
+
+    entries: Mapped[int] = mapped_column(Integer, default=0)

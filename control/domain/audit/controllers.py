@@ -1,0 +1,84 @@
+"""Audit endpoints: verify the chain, page through entries (admins)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.params import Parameter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.db.models import AuditEntry, Role
+from control.domain.audit import chain
+from control.domain.auth.guards import requires
+
+
+class VerifyOut(msgspec.Struct):
+    ok: bool
+    entries: int
+    first_broken: int | None
+    reason: str | None
+
+
+class AuditEntryOut(msgspec.Struct):
+    id: int
+    occurred_at: datetime
+    actor: str | None
+    actor_role: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    client_ip: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+
+class AuditController(Controller):
+    path = "/api/audit"
+    tags = ["audit"]
+    guards = [requires(Role.ADMIN)]
+
+    @get("/verify", operation_id="verifyAuditChain")
+    async def verify(self, db_session: AsyncSession) -> VerifyOut:
+        """Recompute the hash chain; ``first_broken`` names the first entry that does not fit."""
+        report = await chain.verify(db_session)
+        return VerifyOut(report.ok, report.entries, report.first_broken, report.reason)
+
+    @get("/", operation_id="listAuditEntries")
+    async def list_entries(
+        self,
+        db_session: AsyncSession,
+        action: str | None = None,
+        after_id: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    ) -> list[AuditEntryOut]:
+        """Entries in chain order after ``after_id``, optionally of one action."""
+        query = select(AuditEntry).where(AuditEntry.id > after_id)
+        if action:
+            query = query.where(AuditEntry.action == action)
+        rows = await db_session.scalars(query.order_by(AuditEntry.id).limit(limit))
+        return [
+            AuditEntryOut(
+                id=row.id,
+                occurred_at=row.occurred_at,
+                actor=row.actor,
+                actor_role=row.actor_role,
+                action=row.action,
+                target_type=row.target_type,
+                target_id=row.target_id,
+                outcome=row.outcome,
+                client_ip=row.client_ip,
+                request_id=row.request_id,
+                details=json.loads(row.details),
+                prev_hash=row.prev_hash,
+                entry_hash=row.entry_hash,
+            )
+            for row in rows
+        ]

@@ -1,0 +1,53 @@
+"""Bearer-token authentication for every route except the public ones."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from sqlalchemy import select
+
+from control.db.models import RevokedToken, Role, User
+from control.domain.auth.identity import AuthUser
+from control.domain.auth.tokens import TokenCodec
+from control.errors import AuthenticationError
+
+PUBLIC_PATHS = {"/health", "/ready", "/api/auth/token", "/schema"}
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Resolves ``Authorization: Bearer <jwt>`` to an active, unrevoked user or answers 401."""
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("missing bearer token", code="not_authenticated")
+        codec: TokenCodec = connection.app.state.token_codec
+        claims = codec.verify(token.strip(), "access")
+        try:
+            user_id = uuid.UUID(claims.subject)
+        except ValueError:
+            raise AuthenticationError("malformed token subject", code="invalid_token") from None
+        async with connection.app.state.session_factory() as session:
+            user = await session.get(User, user_id)
+            revoked = await session.scalar(
+                select(RevokedToken.id).where(RevokedToken.jti == claims.jti)
+            )
+        if user is None or not user.is_active:
+            raise AuthenticationError("account is disabled or unknown", code="invalid_token")
+        if revoked is not None:
+            raise AuthenticationError("token has been revoked", code="token_revoked")
+        if user.role != Role(claims.role):
+            raise AuthenticationError(
+                "role changed since the token was issued", code="invalid_token"
+            )
+        auth_user = AuthUser(
+            id=user.id,
+            username=user.username,
+            role=user.role,
+            token_jti=claims.jti,
+            token_expires_at=claims.expires_at,
+        )
+        return AuthenticationResult(user=auth_user, auth=claims)

@@ -1,0 +1,199 @@
+"""Turn uploaded files into de-identified objects ready to store (CPU work, no I/O).
+
+Everything here runs before anything is written: a file that fails validation or
+de-identification stops the whole upload.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from io import BytesIO
+
+import nibabel as nib
+import numpy as np
+import pydicom
+
+from control.dicom.deid import DeidResult, deidentify, pseudonymous_uid
+from control.dicom.nifti import assemble_mri_volume, looks_like_nifti
+from control.dicom.reader import UploadLimits, looks_like_dicom, read_dicom
+from control.errors import InvalidInputError, UnsupportedMediaError
+
+NIFTI_SOP_CLASS = "nifti"
+
+
+@dataclass
+class PreparedInstance:
+    """One de-identified object and what the database records about it."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    payload: bytes
+    suffix: str
+    modality: str
+    body_part: str | None
+    sequence_type: str | None
+    rows: int | None
+    columns: int | None
+    frames: int
+    photometric_interpretation: str | None
+    burned_in_annotation: bool
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.payload).hexdigest()
+
+
+@dataclass
+class PreparedStudy:
+    """The instances of one study plus its pseudonymous identity and coarse demographics."""
+
+    study_uid: str
+    original_study_uid: str
+    pseudo_patient_id: str
+    source_format: str
+    study_date: date | None
+    age_band: str | None
+    sex: str | None
+    instances: list[PreparedInstance] = field(default_factory=list)
+
+    @property
+    def modality(self) -> str:
+        modalities = sorted({instance.modality for instance in self.instances})
+        return "/".join(modalities) if modalities else "OT"
+
+    @property
+    def burned_in_annotation(self) -> bool:
+        return any(instance.burned_in_annotation for instance in self.instances)
+
+
+def _dicom_date(value: object) -> date | None:
+    try:
+        return datetime.strptime(str(value), "%Y%m%d").date() if value else None
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _dicom_instance(result: DeidResult) -> PreparedInstance:
+    ds = result.dataset
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return PreparedInstance(
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        payload=buffer.getvalue(),
+        suffix="dcm",
+        modality=str(ds.get("Modality") or "OT").upper(),
+        body_part=str(ds.get("BodyPartExamined")) if ds.get("BodyPartExamined") else None,
+        sequence_type=result.sequence_type,
+        rows=_int_or_none(ds.get("Rows")),
+        columns=_int_or_none(ds.get("Columns")),
+        frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
+        photometric_interpretation=str(ds.get("PhotometricInterpretation") or "") or None,
+        burned_in_annotation=result.burned_in_annotation,
+    )
+
+
+def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes) -> PreparedStudy:
+    volume = assemble_mri_volume(files, limits)
+    # A fresh header keeps geometry only: descrip, aux_file, intent and db_name can carry PHI.
+    channels_last = np.moveaxis(volume.data, 0, -1).astype(np.float32)
+    image = nib.Nifti1Image(channels_last, volume.affine)
+    image.header.set_xyzt_units("mm", "sec")
+    payload = gzip.compress(image.to_bytes(), mtime=0)
+    anchor = "nifti:" + volume.sha256
+    study_uid = pseudonymous_uid(anchor + ":study", key)
+    digest = hmac.new(key, anchor.encode(), hashlib.sha256).hexdigest()
+    instance = PreparedInstance(
+        study_uid=study_uid,
+        series_uid=pseudonymous_uid(anchor + ":series", key),
+        sop_instance_uid=pseudonymous_uid(anchor + ":instance", key),
+        sop_class_uid=NIFTI_SOP_CLASS,
+        payload=payload,
+        suffix="nii.gz",
+        modality="MR",
+        body_part="BRAIN",
+        sequence_type="T1,T1ce,T2,FLAIR",
+        rows=int(volume.data.shape[1]),
+        columns=int(volume.data.shape[2]),
+        frames=int(volume.data.shape[3]),
+        photometric_interpretation=None,
+        burned_in_annotation=False,
+    )
+    return PreparedStudy(
+        study_uid=study_uid,
+        original_study_uid=anchor,
+        pseudo_patient_id="ANON-" + digest[:12].upper(),
+        source_format="nifti",
+        study_date=None,
+        age_band=None,
+        sex=None,
+        instances=[instance],
+    )
+
+
+def prepare_upload(
+    files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
+) -> list[PreparedStudy]:
+    """Validate and de-identify every file; group the results into studies.
+
+    DICOM files are validated, de-identified and grouped by (pseudonymous) Study Instance
+    UID; NIfTI files form one 4-channel MRI study per request. Raises on the first bad file.
+    """
+    if not files:
+        raise InvalidInputError("no files were uploaded", code="no_files")
+    dicom_files: list[tuple[str, bytes]] = []
+    nifti_files: list[tuple[str, bytes]] = []
+    for name, data in files:
+        if looks_like_nifti(data, name):
+            nifti_files.append((name, data))
+        elif looks_like_dicom(data):
+            dicom_files.append((name, data))
+        else:
+            raise UnsupportedMediaError(
+                f"{name}: neither DICOM nor NIfTI", code="not_dicom", detail={"filename": name}
+            )
+    studies: dict[str, PreparedStudy] = {}
+    seen: dict[str, str] = {}
+    for name, data in dicom_files:
+        parsed = read_dicom(data, name, limits)
+        result = deidentify(parsed.dataset, key)
+        instance = _dicom_instance(result)
+        if instance.sop_instance_uid in seen and seen[instance.sop_instance_uid] != instance.sha256:
+            raise InvalidInputError(
+                f"{name}: two different files carry the same SOP Instance UID",
+                code="duplicate_instance_uid",
+                detail={"filename": name},
+            )
+        seen[instance.sop_instance_uid] = instance.sha256
+        study = studies.get(instance.study_uid)
+        if study is None:
+            study = studies[instance.study_uid] = PreparedStudy(
+                study_uid=instance.study_uid,
+                original_study_uid=result.original_study_uid,
+                pseudo_patient_id=result.pseudo_patient_id,
+                source_format="dicom",
+                study_date=_dicom_date(result.dataset.get("StudyDate")),
+                age_band=result.age_band,
+                sex=result.sex,
+            )
+        if all(i.sop_instance_uid != instance.sop_instance_uid for i in study.instances):
+            study.instances.append(instance)
+    if nifti_files:
+        nifti = _nifti_study(nifti_files, limits, key)
+        studies[nifti.study_uid] = nifti
+    return list(studies.values())

@@ -1,0 +1,279 @@
+"""Ingest: de-identified studies become stored objects, database rows and worklist cases."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.config import Settings
+from control.db.models import Case, CaseStatus, Instance, Series, Study, StudyLink
+from control.dicom.reader import UploadLimits
+from control.domain.audit import chain
+from control.domain.audit.chain import Actor
+from control.domain.studies.links import LinkCipher
+from control.domain.studies.prepare import PreparedInstance, PreparedStudy, prepare_upload
+from control.errors import ConflictError, NotFoundError
+from control.storage import ObjectStore, instance_key
+
+BURNED_IN_FLAG = "burned_in_annotation"
+
+
+@dataclass
+class IngestedStudy:
+    """What one upload did to one study."""
+
+    study_id: uuid.UUID
+    case_id: uuid.UUID
+    study_uid: str
+    created: bool
+    new_instances: int
+    existing_instances: int
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    studies: list[IngestedStudy]
+
+    @property
+    def created_anything(self) -> bool:
+        return any(study.new_instances for study in self.studies)
+
+
+class IngestService:
+    """Stores prepared studies atomically: all of an upload, or nothing of it."""
+
+    def __init__(self, session: AsyncSession, store: ObjectStore, settings: Settings) -> None:
+        self.session = session
+        self.store = store
+        self.settings = settings
+        self.cipher = LinkCipher(settings.key("link"))
+
+    async def ingest(
+        self,
+        files: list[tuple[str, bytes]],
+        actor: Actor,
+        race_ethnicity: str | None = None,
+    ) -> IngestResult:
+        """Validate, de-identify and store ``files``; re-sending stored instances is a no-op."""
+        limits = UploadLimits.from_settings(self.settings)
+        key = self.settings.key("deid")
+        prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
+        for attempt in range(3):
+            try:
+                return await self._store_all(prepared, actor, race_ethnicity)
+            except IntegrityError:
+                # A concurrent upload of the same study won the race: retry against its rows.
+                await self.session.rollback()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _store_all(
+        self, prepared: list[PreparedStudy], actor: Actor, race_ethnicity: str | None
+    ) -> IngestResult:
+        written: list[str] = []
+        try:
+            results = [
+                await self._store_study(study, actor, race_ethnicity, written) for study in prepared
+            ]
+            await self.session.commit()
+            return IngestResult(results)
+        except BaseException:
+            await self.session.rollback()
+            await self._remove_unreferenced(written)
+            raise
+
+    async def _remove_unreferenced(self, keys: list[str]) -> None:
+        """Delete objects this upload wrote that no committed row points to."""
+        for key in keys:
+            referenced = await self.session.scalar(
+                select(Instance.id).where(Instance.object_key == key)
+            )
+            if referenced is None:
+                await self.store.delete(key)
+
+    async def _store_study(
+        self,
+        prepared: PreparedStudy,
+        actor: Actor,
+        race_ethnicity: str | None,
+        written: list[str],
+    ) -> IngestedStudy:
+        study = await self.session.scalar(
+            select(Study).where(Study.study_uid == prepared.study_uid)
+        )
+        created = study is None
+        if study is None:
+            study = Study(
+                study_uid=prepared.study_uid,
+                pseudo_patient_id=prepared.pseudo_patient_id,
+                modality=prepared.modality,
+                study_date=prepared.study_date,
+                source_format=prepared.source_format,
+                age_band=prepared.age_band,
+                sex=prepared.sex,
+                race_ethnicity=race_ethnicity,
+                burned_in_annotation=prepared.burned_in_annotation,
+                series=[],
+            )
+            self.session.add(study)
+            await self.session.flush()
+            self.session.add(
+                StudyLink(
+                    study_id=study.id,
+                    original_study_uid_encrypted=self.cipher.encrypt(prepared.original_study_uid),
+                )
+            )
+        elif race_ethnicity and study.race_ethnicity != race_ethnicity:
+            study.race_ethnicity = race_ethnicity
+        new, existing = 0, 0
+        for instance in prepared.instances:
+            if await self._store_instance(study, instance, written):
+                new += 1
+            else:
+                existing += 1
+        if prepared.burned_in_annotation:
+            study.burned_in_annotation = True
+        case = await self._ensure_case(study, prepared)
+        if new:
+            study.modality = _merge_modality(study.modality, prepared.modality)
+            case.modality = study.modality
+            await chain.append(
+                self.session,
+                "study.ingested",
+                actor,
+                target_type="study",
+                target_id=str(study.id),
+                details={
+                    "case_id": str(case.id),
+                    "new_instances": new,
+                    "existing_instances": existing,
+                    "sha256": sorted(i.sha256 for i in prepared.instances),
+                    "flags": list(case.flags),
+                },
+            )
+        return IngestedStudy(
+            study_id=study.id,
+            case_id=case.id,
+            study_uid=study.study_uid,
+            created=created,
+            new_instances=new,
+            existing_instances=existing,
+            flags=list(case.flags),
+        )
+
+    async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:
+        case = await self.session.scalar(select(Case).where(Case.study_id == study.id))
+        flags = [BURNED_IN_FLAG] if prepared.burned_in_annotation else []
+        if case is None:
+            case = Case(
+                study_id=study.id,
+                status=CaseStatus.RECEIVED,
+                modality=study.modality,
+                flags=flags,
+                study=study,
+            )
+            self.session.add(case)
+            await self.session.flush()
+        elif flags and BURNED_IN_FLAG not in case.flags:
+            case.flags = [*case.flags, BURNED_IN_FLAG]
+        return case
+
+    async def _series(self, study: Study, instance: PreparedInstance) -> Series:
+        series = await self.session.scalar(
+            select(Series).where(Series.series_uid == instance.series_uid)
+        )
+        if series is None:
+            series = Series(
+                study_id=study.id,
+                series_uid=instance.series_uid,
+                modality=instance.modality,
+                body_part=instance.body_part,
+                sequence_type=instance.sequence_type,
+                instances=[],
+            )
+            self.session.add(series)
+            await self.session.flush()
+        elif series.study_id != study.id:
+            raise ConflictError(
+                "a series UID already belongs to another study",
+                code="series_study_mismatch",
+                detail={"series_uid": instance.series_uid},
+            )
+        return series
+
+    async def _store_instance(
+        self, study: Study, instance: PreparedInstance, written: list[str]
+    ) -> bool:
+        """Store one instance; False when an identical copy is already stored."""
+        stored = await self.session.scalar(
+            select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)
+        )
+        if stored is not None:
+            if stored.sha256 != instance.sha256:
+                raise ConflictError(
+                    "an instance with this SOP Instance UID is already stored with other content",
+                    code="instance_conflict",
+                    detail={"sop_instance_uid": instance.sop_instance_uid},
+                )
+            return False
+        series = await self._series(study, instance)
+        key = instance_key(
+            study.study_uid, series.series_uid, instance.sop_instance_uid, instance.suffix
+        )
+        content_type = "application/dicom" if instance.suffix == "dcm" else "application/gzip"
+        existed = await self.store.exists(key)
+        await self.store.put(key, instance.payload, content_type=content_type)
+        if not existed:
+            written.append(key)
+        self.session.add(
+            Instance(
+                series_id=series.id,
+                sop_instance_uid=instance.sop_instance_uid,
+                sop_class_uid=instance.sop_class_uid,
+                object_key=key,
+                sha256=instance.sha256,
+                size_bytes=len(instance.payload),
+                rows=instance.rows,
+                columns=instance.columns,
+                frames=instance.frames,
+                photometric_interpretation=instance.photometric_interpretation,
+                burned_in_annotation=instance.burned_in_annotation,
+            )
+        )
+        await self.session.flush()
+        return True
+
+
+def _merge_modality(current: str, incoming: str) -> str:
+    parts = {part for part in (current.split("/") + incoming.split("/")) if part and part != "OT"}
+    return "/".join(sorted(parts)) or "OT"
+
+
+async def get_study(session: AsyncSession, study_id: uuid.UUID) -> Study:
+    """The study with ``study_id``; NotFoundError otherwise."""
+    study = await session.get(Study, study_id)
+    if study is None:
+        raise NotFoundError(f"study {study_id} not found", code="study_not_found")
+    return study
+
+
+async def original_study_uid(
+    session: AsyncSession, study: Study, cipher: LinkCipher, actor: Actor
+) -> str:
+    """Decrypt the study's original Study Instance UID; the read is audited."""
+    link = await session.scalar(select(StudyLink).where(StudyLink.study_id == study.id))
+    if link is None:
+        raise NotFoundError("this study has no link to an original UID", code="link_not_found")
+    value = cipher.decrypt(link.original_study_uid_encrypted)
+    await chain.append(
+        session, "study.link_read", actor, target_type="study", target_id=str(study.id)
+    )
+    await session.commit()
+    return value
