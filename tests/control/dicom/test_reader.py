@@ -163,10 +163,39 @@ def test_not_dicom(data: bytes) -> None:
     _expect(UnsupportedMediaError, "not_dicom", data)
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm"])
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_gdcm.dcm"])
 def test_file_cut_in_half_is_truncated(name: str) -> None:
     data = _raw(name)
     _expect(InvalidInputError, "truncated_dicom", data[: len(data) // 2])
+
+
+def test_file_cut_inside_encapsulated_pixel_data_is_truncated() -> None:
+    data = _raw("JPEG2000.dcm")
+    pixel_data_tag = data.rindex(b"\xe0\x7f\x10\x00")
+    cut = (pixel_data_tag + len(data)) // 2
+    _expect(InvalidInputError, "truncated_dicom", data[:cut])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm"])
+def test_no_cut_of_a_file_is_accepted(name: str) -> None:
+    """Every cut before the end of the pixel data is rejected.
+
+    A cut exactly between two header elements reads as a shorter, complete data set, so it
+    is rejected for what is then missing; every other cut is reported as truncated. (Only
+    trailing padding after the pixel data, as in MR_small_RLE.dcm, may be cut off.)
+    """
+    data = _raw(name)
+    end = len(data)
+    trailing_padding = _dataset(name).get("DataSetTrailingPadding")
+    if trailing_padding is not None:
+        end -= 12 + len(trailing_padding.value)  # explicit VR OB header is 12 bytes
+    codes = set()
+    for cut in range(end):
+        with pytest.raises(MedVisionError) as caught:
+            read_dicom(data[:cut], name, LIMITS)
+        codes.add(caught.value.code)
+    assert codes <= {"not_dicom", "truncated_dicom", "no_pixel_data", "missing_attribute"}
 
 
 def test_file_cut_inside_an_element_header_is_truncated() -> None:
