@@ -29,6 +29,16 @@ SECRET = "test-secret-key-" + "x" * 32
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id with test-sized cost: the algorithm is the same, the suite much faster."""
+    from argon2 import PasswordHasher
+
+    from control.domain.auth import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
+
+
 def _pg_available() -> bool:
     try:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
@@ -123,7 +133,11 @@ async def make_account(
     async with app.state.session_factory() as session:
         user = await create_user(session, username, PASSWORD, Role(role), Actor("test", "test"))
     if role == "integration":
-        form = {"grant_type": "client_credentials", "client_id": username, "client_secret": PASSWORD}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": username,
+            "client_secret": PASSWORD,
+        }
     else:
         form = {"grant_type": "password", "username": username, "password": PASSWORD}
     response = await client.post("/api/auth/token", data=form)

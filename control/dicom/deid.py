@@ -89,7 +89,7 @@ def pseudonymous_uid(original_uid: str, key: bytes) -> str:
     ignored), so the result is at most 44 characters, a valid UID, identical for identical
     inputs and unlinkable to the original without the key.
     """
-    digest = hmac.new(key, original_uid.strip("\0 ").encode("ascii"), hashlib.sha256).digest()
+    digest = hmac.new(key, original_uid.strip("\0 ").encode(), hashlib.sha256).digest()
     return f"2.25.{int.from_bytes(digest[:16], 'big')}"
 
 
@@ -120,11 +120,12 @@ def deidentify(
     is_mr = _text(ds, "Modality").upper() == "MR"
 
     out = copy.deepcopy(ds)
-    _Cleaner(key, shift_days).clean(out)
+    cleaner = _Cleaner(key, shift_days)
+    cleaner.clean(out)
     out.PatientName = pseudo_patient_id
     out.PatientID = pseudo_patient_id
     _mark_deidentified(out)
-    _clean_file_meta(out)
+    _clean_file_meta(out, cleaner)
 
     return DeidResult(
         dataset=out,
@@ -164,7 +165,7 @@ class _Cleaner:
         elif action is Action.DUMMY:
             _set_dummy(elem)
         elif action is Action.REPLACE_UID:
-            elem.value = _map_values(elem.value, self._replace_uid)
+            elem.value = _map_values(elem.value, self.replace_uid)
         elif action is Action.SHIFT_DATE:
             shift = _shift_date if elem.VR == "DA" else _shift_datetime
             elem.value = _map_values(elem.value, lambda value: shift(value, self.shift_days))
@@ -172,7 +173,8 @@ class _Cleaner:
             for item in elem.value:
                 self.clean(item)
 
-    def _replace_uid(self, uid: str) -> str:
+    def replace_uid(self, uid: str) -> str:
+        """The pseudonym of an instance UID; DICOM-registered UIDs pass unchanged."""
         if not uid or uid in UID_dictionary or uid.startswith(_DICOM_ROOT_UID):
             return uid
         return pseudonymous_uid(uid, self.key)
@@ -246,7 +248,7 @@ def _mark_deidentified(ds: pydicom.Dataset) -> None:
     ds.LongitudinalTemporalInformationModified = "MODIFIED"
 
 
-def _clean_file_meta(ds: pydicom.Dataset) -> None:
+def _clean_file_meta(ds: pydicom.Dataset, cleaner: _Cleaner) -> None:
     if isinstance(ds, FileDataset):
         ds.preamble = b"\0" * 128
         ds.filename = None
@@ -258,6 +260,8 @@ def _clean_file_meta(ds: pydicom.Dataset) -> None:
             delattr(meta, keyword)
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    elif "MediaStorageSOPInstanceUID" in meta:
+        meta.MediaStorageSOPInstanceUID = cleaner.replace_uid(meta.MediaStorageSOPInstanceUID)
 
 
 def _patient_identity(ds: pydicom.Dataset) -> str:

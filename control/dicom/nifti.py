@@ -109,12 +109,8 @@ def read_nifti(data: bytes, filename: str, limits: UploadLimits) -> nibabel.Nift
             code="file_too_large",
             detail={**detail, "bytes": len(data), "limit": limits.max_file_bytes},
         )
-    compressed = data.startswith(_GZIP_MAGIC)
-    stream = gzip.GzipFile(fileobj=BytesIO(data)) if compressed else BytesIO(data)
-    try:
-        head = stream.read(_NIFTI2_HEADER_BYTES)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _corrupt(filename, f"damaged gzip stream: {exc}") from exc
+    inflater = gzip.GzipFile(fileobj=BytesIO(data)) if data.startswith(_GZIP_MAGIC) else None
+    head = _inflate(inflater, _NIFTI2_HEADER_BYTES, filename) if inflater else data
     image_class = _image_class(head)
     if image_class is None:
         raise UnsupportedMediaError(
@@ -128,15 +124,13 @@ def read_nifti(data: bytes, filename: str, limits: UploadLimits) -> nibabel.Nift
     except Exception as exc:  # nibabel reports header damage with many exception types
         raise _corrupt(filename, f"invalid header: {exc}") from exc
     needed = _declared_size(header, filename, limits)
-    try:
-        content = head + stream.read(needed + _TRAILING_SLACK_BYTES - len(head))
-        excess = stream.read(1)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _corrupt(filename, f"damaged gzip stream: {exc}") from exc
+    content = data
+    if inflater:
+        content = head + _inflate(inflater, needed + _TRAILING_SLACK_BYTES - len(head), filename)
+        if _inflate(inflater, 1, filename):
+            raise _corrupt(filename, "decompresses to far more data than the header declares")
     if len(content) < needed:
         raise _corrupt(filename, f"holds {len(content)} bytes, the header declares {needed}")
-    if excess:
-        raise _corrupt(filename, "decompresses to far more data than the header declares")
     try:
         image = image_class.from_bytes(content)
     except Exception as exc:  # nibabel reports damage with many exception types
@@ -306,6 +300,14 @@ def _load_finite(image: nibabel.Nifti1Image, filename: str) -> npt.NDArray[np.fl
             detail={"filename": filename},
         )
     return voxels
+
+
+def _inflate(inflater: gzip.GzipFile, size: int, filename: str) -> bytes:
+    """Up to ``size`` more decompressed bytes; reaching the end verifies the CRC."""
+    try:
+        return inflater.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _corrupt(filename, f"damaged gzip stream: {exc}") from exc
 
 
 def _leading_bytes(data: bytes) -> bytes:

@@ -96,9 +96,9 @@ def _classify_descriptions(ds: pydicom.Dataset, rules: SequenceRules) -> Sequenc
 
 def _classify_acquisition(ds: pydicom.Dataset, rules: SequenceRules) -> SequenceType | None:
     scanning = {str(value).strip().upper() for value in _values(ds.get("ScanningSequence"))}
-    inversion = _number(ds.get("InversionTime"))
-    repetition = _number(ds.get("RepetitionTime"))
-    echo = _number(ds.get("EchoTime"))
+    inversion = _number(ds, "InversionTime")
+    repetition = _number(ds, "RepetitionTime")
+    echo = _number(ds, "EchoTime")
     if "IR" in scanning and inversion is not None:
         return "FLAIR" if inversion >= rules.flair_min_inversion_ms else "T1"
     if repetition is None or echo is None:
@@ -126,11 +126,10 @@ def _values(value: object) -> list[object]:
     return [value]
 
 
-def _number(value: object) -> float | None:
-    values = _values(value)
-    if not values:
-        return None
+def _number(ds: pydicom.Dataset, keyword: str) -> float | None:
+    """The first value of a numeric attribute, or None when absent or malformed."""
     try:
-        return float(str(values[0]))
+        values = _values(ds.get(keyword))
+        return float(str(values[0])) if values else None
     except ValueError:
         return None

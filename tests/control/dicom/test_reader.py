@@ -189,7 +189,7 @@ def test_no_cut_of_a_file_is_accepted(name: str) -> None:
     end = len(data)
     trailing_padding = _dataset(name).get("DataSetTrailingPadding")
     if trailing_padding is not None:
-        end -= 12 + len(trailing_padding.value)  # explicit VR OB header is 12 bytes
+        end -= 12 + len(trailing_padding)  # explicit VR OB header is 12 bytes
     codes = set()
     for cut in range(end):
         with pytest.raises(MedVisionError) as caught:

@@ -1,0 +1,146 @@
+"""The hash-chained audit log: intact chains verify, every kind of tampering is named."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from control.domain.audit import chain
+from control.domain.audit.chain import Actor
+
+
+async def _append_many(app, count, concurrent=False):
+    async def one(index):
+        async with app.state.session_factory() as session:
+            await chain.append(
+                session, "test.event", Actor("tester", "admin"), details={"i": index}
+            )
+            await session.commit()
+
+    if concurrent:
+        await asyncio.gather(*(one(i) for i in range(count)))
+    else:
+        for i in range(count):
+            await one(i)
+
+
+async def _verify(app):
+    async with app.state.session_factory() as session:
+        return await chain.verify(session)
+
+
+async def test_intact_chain_verifies(app, client, accounts):
+    await _append_many(app, 5)
+    report = await _verify(app)
+    assert report.ok
+    # 5 user creations, 5 token issues, 5 test events
+    assert report.entries == 15
+    response = await client.get("/api/audit/verify", headers=accounts["admin1"].headers)
+    assert response.json() == {"ok": True, "entries": 15, "first_broken": None, "reason": None}
+
+
+async def test_concurrent_appends_never_fork_the_chain(app, client):
+    await _append_many(app, 12, concurrent=True)
+    report = await _verify(app)
+    assert report.ok, report
+    assert report.entries == 12
+
+
+async def _tamper(app, statement, **params):
+    async with app.state.session_factory() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
+        await session.execute(text(statement), params)
+        if session.bind.dialect.name == "postgresql":
+            await session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
+        await session.commit()
+
+
+async def test_edited_entry_is_named(app, client):
+    await _append_many(app, 6)
+    await _tamper(app, "UPDATE audit_log SET details = '{\"i\": 99}' WHERE id = 4")
+    report = await _verify(app)
+    assert not report.ok
+    assert report.first_broken == 4
+    assert "hash" in report.reason
+
+
+async def test_rehashed_edit_breaks_the_next_link(app, client):
+    await _append_many(app, 6)
+    await _tamper(app, "UPDATE audit_log SET entry_hash = :h WHERE id = 3", h="f" * 64)
+    report = await _verify(app)
+    assert report.first_broken == 3
+    await _tamper(app, "UPDATE audit_log SET prev_hash = :h WHERE id = 5", h="e" * 64)
+    assert (await _verify(app)).first_broken == 3
+
+
+async def test_deleted_entries_are_detected(app, client):
+    await _append_many(app, 6)
+    await _tamper(app, "DELETE FROM audit_log WHERE id = 2")
+    report = await _verify(app)
+    assert report.first_broken == 3
+    assert "previous" in report.reason
+
+
+async def test_truncated_tail_is_detected(app, client):
+    await _append_many(app, 6)
+    await _tamper(app, "DELETE FROM audit_log WHERE id = 6")
+    report = await _verify(app)
+    assert not report.ok
+    assert report.first_broken == 6
+    assert report.entries == 5
+
+
+async def test_postgres_trigger_rejects_update_and_delete(app, client, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the append-only trigger exists on PostgreSQL only (SQLite has no roles)")
+    await _append_many(app, 2)
+    for statement in (
+        "UPDATE audit_log SET actor = 'mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ):
+        async with app.state.session_factory() as session:
+            with pytest.raises(DBAPIError, match="append-only"):
+                await session.execute(text(statement))
+    assert (await _verify(app)).ok
+
+
+def test_cli_verify_reports_intact_then_broken(tmp_path):
+    env = {
+        **os.environ,
+        "MEDVISION_DATA_DIR": str(tmp_path),
+        "MEDVISION_PASSWORD": "a-long-enough-password",
+        "MEDVISION_SECRET_KEY": "s" * 40,
+    }
+    cli = [sys.executable, "-m", "control.cli.main"]
+    for name in ("admin", "second"):
+        created = subprocess.run(
+            [*cli, "users", "create", "--role", "admin", "--username", name],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+    intact = subprocess.run(
+        [*cli, "audit", "verify"], env=env, capture_output=True, text=True, check=False
+    )
+    assert intact.returncode == 0, intact.stderr
+    assert '"ok": true' in intact.stdout
+    assert '"entries": 2' in intact.stdout
+    with sqlite3.connect(tmp_path / "medvision.db") as connection:
+        connection.execute("UPDATE audit_log SET actor = 'mallory' WHERE id = 1")
+    broken = subprocess.run(
+        [*cli, "audit", "verify"], env=env, capture_output=True, text=True, check=False
+    )
+    assert broken.returncode == 1
+    assert '"first_broken": 1' in broken.stdout
+    assert "BROKEN at entry 1" in broken.stdout
