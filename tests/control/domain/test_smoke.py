@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydicom.data import get_testdata_file
 
 
 async def test_upload_ct_and_mr_then_worklist(client, accounts):
     admin = accounts["admin1"]
     files = [
-        ("files", ("CT_small.dcm", open(get_testdata_file("CT_small.dcm"), "rb").read())),
-        ("files", ("MR_small.dcm", open(get_testdata_file("MR_small.dcm"), "rb").read())),
+        ("files", (name, Path(get_testdata_file(name)).read_bytes()))
+        for name in ("CT_small.dcm", "MR_small.dcm")
     ]
     response = await client.post("/api/studies", files=files, headers=admin.headers)
     assert response.status_code == 201, response.text

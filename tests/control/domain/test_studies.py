@@ -46,14 +46,14 @@ TEST_UID_ROOT = "1.2.826.0.1.3680043.10.777"
 # ---------------------------------------------------------------------------------------------
 
 
-def testdata_bytes(name: str) -> bytes:
+def read_testdata(name: str) -> bytes:
     """The raw bytes of one of pydicom's test files."""
     path = get_testdata_file(name)
     assert path is not None, f"pydicom test file {name} is missing"
     return Path(path).read_bytes()
 
 
-def testdata_dataset(name: str) -> pydicom.Dataset:
+def load_testdata(name: str) -> pydicom.Dataset:
     """A freshly parsed pydicom test file."""
     return pydicom.dcmread(get_testdata_file(name))
 
@@ -68,7 +68,7 @@ def dicom_bytes(ds: pydicom.Dataset) -> bytes:
 def ct_variant(instance_number: int | None = None, **attributes: Any) -> bytes:
     """CT_small.dcm with ``attributes`` set and, given ``instance_number``, a new SOP Instance
     UID (same study and series), as file bytes."""
-    ds = testdata_dataset("CT_small.dcm")
+    ds = load_testdata("CT_small.dcm")
     if instance_number is not None:
         ds.SOPInstanceUID = f"{TEST_UID_ROOT}.{instance_number}"
         ds.InstanceNumber = instance_number
@@ -192,8 +192,8 @@ async def test_upload_ct_and_mr_creates_two_studies(app, client, accounts):
     response = await upload(
         client,
         accounts["pacs1"].headers,
-        ("CT_small.dcm", testdata_bytes("CT_small.dcm")),
-        ("MR_small.dcm", testdata_bytes("MR_small.dcm")),
+        ("CT_small.dcm", read_testdata("CT_small.dcm")),
+        ("MR_small.dcm", read_testdata("MR_small.dcm")),
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -217,8 +217,8 @@ async def test_upload_ct_and_mr_creates_two_studies(app, client, accounts):
 
 async def test_reupload_is_idempotent(app, client, accounts):
     files = [
-        ("CT_small.dcm", testdata_bytes("CT_small.dcm")),
-        ("MR_small.dcm", testdata_bytes("MR_small.dcm")),
+        ("CT_small.dcm", read_testdata("CT_small.dcm")),
+        ("MR_small.dcm", read_testdata("MR_small.dcm")),
     ]
     first = await upload(client, accounts["pacs1"].headers, *files)
     assert first.status_code == 201, first.text
@@ -265,9 +265,9 @@ async def test_instances_of_one_study_are_grouped_into_one_study_and_series(app,
 
 @pytest.mark.parametrize("name", ACCEPTED_FILES)
 async def test_stored_object_keeps_pixels_and_matches_recorded_hash(app, client, accounts, name):
-    original = testdata_dataset(name)
+    original = load_testdata(name)
 
-    response = await upload(client, accounts["admin1"].headers, (name, testdata_bytes(name)))
+    response = await upload(client, accounts["admin1"].headers, (name, read_testdata(name)))
 
     assert response.status_code == 201, response.text
     [instance] = await instances(app)
@@ -303,7 +303,7 @@ async def test_burned_in_annotation_is_flagged_on_the_case(app, client, accounts
 
 async def test_no_burned_in_flag_without_the_attribute(client, accounts):
     response = await upload(
-        client, accounts["admin1"].headers, ("ct.dcm", testdata_bytes("CT_small.dcm"))
+        client, accounts["admin1"].headers, ("ct.dcm", read_testdata("CT_small.dcm"))
     )
     assert response.status_code == 201, response.text
     assert response.json()["studies"][0]["flags"] == []
@@ -384,9 +384,9 @@ async def test_race_ethnicity_is_not_filled_from_dicom(client, accounts):
 
 
 async def test_link_returns_the_original_uid_to_admin_and_integration(app, client, accounts):
-    original = testdata_dataset("CT_small.dcm")
+    original = load_testdata("CT_small.dcm")
     response = await upload(
-        client, accounts["pacs1"].headers, ("ct.dcm", testdata_bytes("CT_small.dcm"))
+        client, accounts["pacs1"].headers, ("ct.dcm", read_testdata("CT_small.dcm"))
     )
     [study_id] = response.json()["study_ids"]
 
@@ -423,8 +423,8 @@ async def test_s3_upload_stores_objects_with_recorded_hashes(settings, accounts,
         response = await upload(
             s3_client,
             accounts["pacs1"].headers,
-            ("CT_small.dcm", testdata_bytes("CT_small.dcm")),
-            ("MR_small.dcm", testdata_bytes("MR_small.dcm")),
+            ("CT_small.dcm", read_testdata("CT_small.dcm")),
+            ("MR_small.dcm", read_testdata("MR_small.dcm")),
         )
         assert response.status_code == 201, response.text
         stored = await instances(s3_app)
@@ -441,7 +441,7 @@ async def test_s3_upload_stores_objects_with_recorded_hashes(settings, accounts,
         again = await upload(
             s3_client,
             accounts["pacs1"].headers,
-            ("CT_small.dcm", testdata_bytes("CT_small.dcm")),
+            ("CT_small.dcm", read_testdata("CT_small.dcm")),
         )
         assert again.status_code == 200, again.text
         assert set(bucket_objects(s3_server, overrides["s3_bucket"])) == set(objects)
@@ -450,7 +450,7 @@ async def test_s3_upload_stores_objects_with_recorded_hashes(settings, accounts,
 @pytest.mark.s3
 async def test_s3_bad_upload_leaves_the_bucket_empty(settings, accounts, s3_server):
     overrides = s3_overrides(s3_server)
-    ct = testdata_bytes("CT_small.dcm")
+    ct = read_testdata("CT_small.dcm")
     files = [(f"ct-{n}.dcm", ct_variant(instance_number=n)) for n in (1, 2, 3)]
     files.append(("cut.dcm", ct[: len(ct) // 2]))
     async with app_with(settings, **overrides) as (s3_app, s3_client):
