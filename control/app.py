@@ -32,7 +32,7 @@ from control.domain.users.controllers import UserController
 from control.storage import build_store
 from control.web.context import provide_db_session
 from control.web.errors import EXCEPTION_HANDLERS
-from control.web.logging import RequestIdMiddleware, configure_logging
+from control.web.logging import RequestIdMiddleware, add_request_id_header, configure_logging
 
 
 def _cache_store(settings: Settings) -> Store:
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(BearerAuthMiddleware, exclude=public),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[add_request_id_header],
         lifespan=[lifespan],
         stores={"cache": cache},
         request_max_body_size=settings.max_request_bytes,

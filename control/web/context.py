@@ -10,13 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
+from control.web.logging import ensure_request_id
 
 
 def actor_from_request(request: Request) -> Actor:  # type: ignore[type-arg]
     """The audit actor for this request: the authenticated user (if any), address, request id."""
     user = request.scope.get("user")
     client_ip = request.client.host if request.client else None
-    request_id = request.scope.get("state", {}).get("request_id")
+    request_id = ensure_request_id(request.scope)
     if isinstance(user, AuthUser):
         return Actor(user.username, user.role.value, client_ip, request_id)
     return Actor(None, None, client_ip, request_id)

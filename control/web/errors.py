@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from sqlalchemy.orm.exc import StaleDataError
 
 from control.errors import MedVisionError
+from control.web.logging import ensure_request_id
 
 log = structlog.get_logger("medvision.errors")
 
@@ -28,13 +29,8 @@ _CODES_BY_STATUS = {
 }
 
 
-def _request_id(request: Request[Any, Any, Any]) -> str | None:
-    value = request.scope.get("state", {}).get("request_id")
-    return str(value) if value else None
-
-
 def _respond(request: Request[Any, Any, Any], status: int, body: dict[str, Any]) -> Response[Any]:
-    body.setdefault("request_id", _request_id(request))
+    body.setdefault("request_id", ensure_request_id(request.scope))
     headers = {"WWW-Authenticate": 'Bearer realm="medvision"'} if status == 401 else None
     return Response(body, status_code=status, headers=headers)
 

@@ -28,7 +28,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -45,9 +45,24 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def ensure_request_id(scope: Scope) -> str:
+    """This request's id: the client's ``X-Request-ID`` when well formed, else a new one."""
+    state = scope.setdefault("state", {})
+    if "request_id" not in state:
+        incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        state["request_id"] = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return str(state["request_id"])
+
+
+async def add_request_id_header(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: every HTTP response, 404s and 405s included, carries its id."""
+    if message["type"] == "http.response.start":
+        headers = message.setdefault("headers", [])  # type: ignore[typeddict-item]
+        headers.append((b"x-request-id", ensure_request_id(scope).encode()))
+
+
 class RequestIdMiddleware:
-    """Gives each request an id (the client's ``X-Request-ID`` when well formed), binds it to
-    the log context, returns it as a response header and logs one access line per request."""
+    """Binds the request id to the log context and logs one access line per routed request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -57,25 +72,19 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=ensure_request_id(scope))
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: Message) -> None:
+        async def capture_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}  # type: ignore[typeddict-item]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, capture_status)
         finally:
             self.log.info(
                 "request",

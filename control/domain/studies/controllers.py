@@ -112,7 +112,6 @@ class StudyController(Controller):
         "/",
         operation_id="uploadStudies",
         guards=[requires(Role.ADMIN, Role.INTEGRATION, Role.RADIOLOGIST)],
-        request_max_body_size=None,
     )
     async def upload(
         self,

@@ -1,0 +1,95 @@
+"""The ``medvision`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+CLI = [sys.executable, "-m", "control.cli.main"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MEDVISION_DATA_DIR": str(tmp_path / "var"),
+        "MEDVISION_SECRET_KEY": "c" * 40,
+        "MEDVISION_PASSWORD": "a-long-enough-password",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False)
+
+
+def test_help_does_not_import_torch(env):
+    probe = (
+        "import sys; from typer.testing import CliRunner; from control.cli.main import app;"
+        "result = CliRunner().invoke(app, ['--help']);"
+        "assert result.exit_code == 0, result.output;"
+        "assert 'ingest' in result.output and 'users' in result.output;"
+        "assert 'torch' not in sys.modules, 'torch was imported';"
+        "assert 'control.app' not in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_users_create_takes_password_from_environment(env):
+    created = run(env, "users", "create", "--role", "admin", "--username", "boss")
+    assert created.returncode == 0, created.stderr
+    assert "created admin 'boss'" in created.stdout
+    again = run(env, "users", "create", "--role", "admin", "--username", "boss")
+    assert again.returncode == 1
+    assert "username_taken" in again.stderr
+    weak = run(
+        {**env, "MEDVISION_PASSWORD": "short"},
+        "users", "create", "--role", "radiologist", "--username", "weak",
+    )  # fmt: skip
+    assert weak.returncode == 1
+    assert "weak_password" in weak.stderr
+    bad_role = run(env, "users", "create", "--role", "superuser", "--username", "x")
+    assert bad_role.returncode == 2
+
+
+def test_invalid_settings_are_listed_one_per_line(env):
+    bad = {**env, "MEDVISION_DATABASE_URL": "mysql://x", "MEDVISION_ACCESS_TOKEN_TTL_S": "5"}
+    result = run(bad, "users", "create", "--role", "admin", "--username", "boss")
+    assert result.returncode == 2
+    assert "MEDVISION_DATABASE_URL:" in result.stderr
+    assert "MEDVISION_ACCESS_TOKEN_TTL_S:" in result.stderr
+
+
+def test_ingest_folder_is_idempotent_and_reports_rejects(env, tmp_path):
+    folder = tmp_path / "incoming"
+    (folder / "nested").mkdir(parents=True)
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "ct.dcm")
+    shutil.copy(get_testdata_file("MR_small.dcm"), folder / "nested" / "mr.dcm")
+    first = run(env, "ingest", str(folder))
+    assert first.returncode == 0, first.stderr
+    assert "2 studies, 2 new instances, 0 already stored, 0 rejected" in first.stdout
+    second = run(env, "ingest", str(folder))
+    assert "2 studies, 0 new instances, 2 already stored, 0 rejected" in second.stdout
+    (folder / "notes.txt").write_text("not an image")
+    third = run(env, "ingest", str(folder))
+    assert third.returncode == 1
+    assert "notes.txt: [not_dicom]" in third.stderr
+    verify = run(env, "audit", "verify")
+    assert verify.returncode == 0
+    assert '"entries": 2' in verify.stdout
+
+
+def test_db_upgrade_is_idempotent(env):
+    for _ in range(2):
+        result = run(env, "db", "upgrade")
+        assert result.returncode == 0, result.stderr
+        assert "database at revision 0001" in result.stdout
+    assert run(env, "db", "current").stdout.strip() == "0001"
