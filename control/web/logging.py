@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -57,8 +58,11 @@ def ensure_request_id(scope: Scope) -> str:
 async def add_request_id_header(message: Message, scope: Scope) -> None:
     """``before_send`` hook: every HTTP response, 404s and 405s included, carries its id."""
     if message["type"] == "http.response.start":
-        headers = message.setdefault("headers", [])  # type: ignore[typeddict-item]
-        headers.append((b"x-request-id", ensure_request_id(scope).encode()))
+        headers = [
+            *message.get("headers", []),
+            (b"x-request-id", ensure_request_id(scope).encode()),
+        ]
+        message["headers"] = headers
 
 
 class RequestIdMiddleware:
@@ -69,7 +73,7 @@ class RequestIdMiddleware:
         self.log = structlog.get_logger("medvision.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         structlog.contextvars.clear_contextvars()

@@ -96,7 +96,7 @@ class CaseController(Controller):
     async def claim_case(
         self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
     ) -> CaseOut:
-        """Take an unassigned case from the pool (radiologists)."""
-        case = await service.get_case(db_session, case_id, request.user)
+        """Take an unassigned case from the pool (radiologists); 409 if another holds it."""
+        case = await service.get_case(db_session, case_id, request.user, for_claim=True)
         case = await service.claim_case(db_session, case, request.user, actor_from_request(request))
         return CaseOut.of(case)

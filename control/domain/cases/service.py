@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from sqlalchemy import Select, func, or_, select
@@ -66,9 +66,10 @@ def _filtered(
     if filters.priority:
         query = query.where(Case.priority == filters.priority)
     if filters.received_from:
-        query = query.where(Case.created_at >= datetime.combine(filters.received_from, time.min))
+        start = datetime.combine(filters.received_from, time.min, tzinfo=UTC)
+        query = query.where(Case.created_at >= start)
     if filters.received_to:
-        end = datetime.combine(filters.received_to + timedelta(days=1), time.min)
+        end = datetime.combine(filters.received_to + timedelta(days=1), time.min, tzinfo=UTC)
         query = query.where(Case.created_at < end)
     return _visible_to(query, user)
 
@@ -92,9 +93,17 @@ async def list_cases(
     return list((await session.scalars(page)).unique().all()), total
 
 
-async def get_case(session: AsyncSession, case_id: uuid.UUID, user: AuthUser) -> Case:
-    """The case if it exists and the caller may see it; NotFoundError otherwise."""
-    query = _visible_to(select(Case).where(Case.id == case_id), user)
+async def get_case(
+    session: AsyncSession, case_id: uuid.UUID, user: AuthUser, *, for_claim: bool = False
+) -> Case:
+    """The case if it exists and the caller may see it; NotFoundError otherwise.
+
+    ``for_claim`` also finds cases another radiologist holds, so that a claim that lost the
+    race answers 409 ``case_already_assigned`` rather than 404.
+    """
+    query = select(Case).where(Case.id == case_id)
+    if not for_claim:
+        query = _visible_to(query, user)
     case = (await session.scalars(query)).unique().one_or_none()
     if case is None:
         raise NotFoundError(f"case {case_id} not found", code="case_not_found")

@@ -112,8 +112,8 @@ def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: byte
     volume = assemble_mri_volume(files, limits)
     # A fresh header keeps geometry only: descrip, aux_file, intent and db_name can carry PHI.
     channels_last = np.moveaxis(volume.data, 0, -1).astype(np.float32)
-    image = nib.Nifti1Image(channels_last, volume.affine)
-    image.header.set_xyzt_units("mm", "sec")
+    image = nib.Nifti1Image(channels_last, volume.affine)  # type: ignore[no-untyped-call]
+    image.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
     payload = gzip.compress(image.to_bytes(), mtime=0)
     anchor = "nifti:" + volume.sha256
     study_uid = pseudonymous_uid(anchor + ":study", key)

@@ -40,9 +40,9 @@ class UserController(Controller):
     @post("/", operation_id="createUser", guards=[requires(Role.ADMIN)])
     async def create_user(
         self,
-        request: Request,
+        request: Request[AuthUser, object, State],
         db_session: AsyncSession,
-        data: UserCreate,  # type: ignore[type-arg]
+        data: UserCreate,
     ) -> UserOut:
         """Create an account (any role); the password is stored only as an Argon2 hash."""
         user = await service.create_user(

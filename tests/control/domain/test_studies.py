@@ -6,6 +6,7 @@ are shared with ``test_studies_bad_input.py`` and ``test_phi.py``.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 from collections.abc import AsyncIterator
@@ -483,3 +484,82 @@ async def test_s3_failure_half_way_removes_written_objects(
         assert len(calls) == 2
         await assert_nothing_stored(s3_app)
     assert bucket_objects(s3_server, overrides["s3_bucket"]) == {}
+
+
+async def test_same_file_twice_in_one_request_is_stored_once(app, client, accounts):
+    ct = read_testdata("CT_small.dcm")
+
+    response = await upload(client, accounts["admin1"].headers, ("a.dcm", ct), ("b.dcm", ct))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["studies"][0]["new_instances"] == 1
+    assert (await row_counts(app))["instances"] == 1
+
+
+async def test_dicom_and_nifti_in_one_request_are_two_studies(app, client, accounts):
+    response = await upload(
+        client,
+        accounts["admin1"].headers,
+        ("ct.dcm", read_testdata("CT_small.dcm")),
+        ("brain.nii.gz", nifti_gz(_four_channel_volume())),
+    )
+
+    assert response.status_code == 201, response.text
+    assert len(response.json()["study_ids"]) == 2
+    async with app.state.session_factory() as session:
+        formats = set((await session.scalars(select(Study.source_format))).all())
+    assert formats == {"dicom", "nifti"}
+
+
+async def test_later_instances_join_the_stored_study(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    first = await upload(client, headers, ("ct-1.dcm", ct_variant(instance_number=1)))
+    second = await upload(
+        client,
+        headers,
+        ("ct-1.dcm", ct_variant(instance_number=1)),
+        ("ct-2.dcm", ct_variant(instance_number=2)),
+    )
+
+    assert first.status_code == 201, first.text
+    assert second.status_code == 201, second.text
+    assert second.json()["study_ids"] == first.json()["study_ids"]
+    study = second.json()["studies"][0]
+    assert (study["created"], study["new_instances"], study["existing_instances"]) == (
+        False,
+        1,
+        1,
+    )
+    assert await row_counts(app) == {
+        "studies": 1,
+        "series": 1,
+        "instances": 2,
+        "cases": 1,
+        "study_links": 1,
+    }
+
+
+async def test_concurrent_uploads_of_one_study_make_one_study(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    batches = [
+        [(f"ct-{n}.dcm", ct_variant(instance_number=n)) for n in (1, 2, 3)],
+        [(f"ct-{n}.dcm", ct_variant(instance_number=n)) for n in (2, 3, 4)],
+    ]
+
+    responses = await asyncio.gather(*(upload(client, headers, *batch) for batch in batches))
+
+    for response in responses:
+        assert response.status_code in (200, 201), response.text
+    assert responses[0].json()["study_ids"] == responses[1].json()["study_ids"]
+    assert await row_counts(app) == {
+        "studies": 1,
+        "series": 1,
+        "instances": 4,
+        "cases": 1,
+        "study_links": 1,
+    }
+    stored = await instances(app)
+    assert sorted(await app.state.store.list_keys("")) == sorted(i.object_key for i in stored)
+    for instance in stored:
+        payload = await app.state.store.get(instance.object_key, expected_sha256=instance.sha256)
+        assert pydicom.dcmread(BytesIO(payload)).SOPInstanceUID == instance.sop_instance_uid

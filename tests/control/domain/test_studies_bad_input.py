@@ -376,3 +376,52 @@ async def test_audit_failure_after_objects_were_written_leaves_nothing(
 
     assert_error(response, 500, "internal_error")
     await assert_nothing_stored(app)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conflicts with what is already stored, and inside one request
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_two_different_files_with_one_sop_instance_uid_are_rejected(app, client, accounts):
+    first = ct_variant(instance_number=1)
+    other = ct_variant(instance_number=1, InstitutionName="Elsewhere", SliceLocation=99)
+
+    response = await upload(client, accounts["pacs1"].headers, ("a.dcm", first), ("b.dcm", other))
+
+    assert_error(response, 400, "duplicate_instance_uid")
+    await assert_nothing_stored(app)
+
+
+async def test_conflicting_reupload_stores_nothing_new(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    stored = await upload(client, headers, ("ct.dcm", read_testdata("CT_small.dcm")))
+    assert stored.status_code == 201, stored.text
+    counts = await row_counts(app)
+    keys = await app.state.store.list_keys("")
+    changed = load_testdata("CT_small.dcm")
+    changed.SliceLocation = 123
+    files = [*_good_ct_instances(), ("changed.dcm", dicom_bytes(changed))]
+
+    response = await upload(client, headers, *files)
+
+    assert_error(response, 409, "instance_conflict")
+    assert await row_counts(app) == counts
+    assert await app.state.store.list_keys("") == keys
+    assert len(await audit_actions(app, "study.ingested")) == 1
+
+
+async def test_series_of_another_study_is_rejected(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    stored = await upload(client, headers, ("ct.dcm", read_testdata("CT_small.dcm")))
+    assert stored.status_code == 201, stored.text
+    counts = await row_counts(app)
+    keys = await app.state.store.list_keys("")
+    moved = ct_variant(instance_number=9, StudyInstanceUID="1.2.826.0.1.3680043.10.777.1000")
+
+    response = await upload(client, headers, ("moved.dcm", moved))
+
+    assert_error(response, 409, "series_study_mismatch")
+    assert await row_counts(app) == counts
+    assert await app.state.store.list_keys("") == keys
+    assert len(await audit_actions(app, "study.ingested")) == 1
