@@ -1,0 +1,1 @@
+"""Model export: checkpoint → ONNX / TensorRT → Triton model repository (issue 4)."""

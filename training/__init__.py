@@ -1,0 +1,1 @@
+"""Training, datasets and evaluation for the CXR and BraTS models (issue 3)."""
