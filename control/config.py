@@ -121,8 +121,6 @@ class Settings(BaseSettings):
     def key(self, purpose: Literal["jwt", "deid", "link"]) -> bytes:
         """The key for one purpose: the explicit setting, else derived from the secret key."""
         explicit = {"jwt": self.secret_key, "deid": self.deid_key, "link": self.link_key}[purpose]
-        if explicit and purpose == "jwt":
-            return explicit.encode()
         if explicit:
             return explicit.encode()
         from cryptography.hazmat.primitives import hashes
@@ -131,9 +129,8 @@ class Settings(BaseSettings):
         master = (self.secret_key or _embedded_secret(self.data_dir)).encode()
         if purpose == "jwt":
             return master
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=f"medvision-{purpose}".encode()
-        ).derive(master)
+        info = f"medvision-{purpose}".encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
 
 
 def _embedded_secret(data_dir: Path) -> str:

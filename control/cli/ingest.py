@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,13 @@ from control.cli.common import session_scope, settings_or_exit
 from control.errors import MedVisionError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class _Tally:
+    new: int = 0
+    existing: int = 0
+    studies: set[str] = field(default_factory=set)
 
 
 def _uploads(paths: list[Path]) -> Iterator[list[Path]]:
@@ -47,7 +55,7 @@ def ingest(
     console = Console(stderr=True)
     actor = Actor(username=f"cli:{os.environ.get('USER', 'unknown')}", role="cli")
     failures: list[str] = []
-    totals = {"new": 0, "existing": 0, "studies": set()}
+    tally = _Tally()
 
     async def run() -> None:
         store = build_store(settings)
@@ -69,16 +77,15 @@ def ingest(
                         failures.append(f"{unit[0]}: [{exc.code}] {exc.message}")
                     else:
                         for study in result.studies:
-                            totals["new"] += study.new_instances  # type: ignore[operator]
-                            totals["existing"] += study.existing_instances  # type: ignore[operator]
-                            totals["studies"].add(str(study.study_id))  # type: ignore[attr-defined]
+                            tally.new += study.new_instances
+                            tally.existing += study.existing_instances
+                            tally.studies.add(str(study.study_id))
                     progress.advance(task)
 
     anyio.run(run)
-    studies = len(totals["studies"])  # type: ignore[arg-type]
     typer.echo(
-        f"{studies} studies, {totals['new']} new instances, "
-        f"{totals['existing']} already stored, {len(failures)} rejected"
+        f"{len(tally.studies)} studies, {tally.new} new instances, "
+        f"{tally.existing} already stored, {len(failures)} rejected"
     )
     for line in failures:
         typer.secho(line, fg=typer.colors.RED, err=True)

@@ -1,4 +1,4 @@
-"""Authorization matrix: every guarded route × every role, no token and forged/bad tokens.
+"""Authorization matrix: every guarded route by every role, no token and forged/bad tokens.
 
 ``EXPECTED`` is the security spec, written out by hand. The test enumerates the app's routes
 itself, so a route added without a guard, or without a row here, fails the suite.
@@ -107,7 +107,9 @@ def test_expected_table_matches_the_routes_and_their_guards(app: Litestar) -> No
     actual = {(route.method, route.path): route.allowed_roles for route in _guarded_routes(app)}
     assert set(actual) - set(EXPECTED) == set(), "routes missing from EXPECTED"
     assert set(EXPECTED) - set(actual) == set(), "EXPECTED lists routes the app does not have"
-    mismatched = {key: (actual[key], EXPECTED[key]) for key in EXPECTED if actual[key] != EXPECTED[key]}
+    mismatched = {
+        key: (actual[key], EXPECTED[key]) for key in EXPECTED if actual[key] != EXPECTED[key]
+    }
     assert mismatched == {}, "guards differ from the spec: (actual, expected)"
 
 
@@ -205,8 +207,12 @@ def _bad_tokens(accounts) -> dict[str, str]:
         "rs256": _rs256_token(_claims(admin)),
         "expired": expired.token,
         "expired_by_hand": _hmac_token(
-            _claims(admin, iat=int(time.time()) - 7200, nbf=int(time.time()) - 7200,
-                    exp=int(time.time()) - 3600),
+            _claims(
+                admin,
+                iat=int(time.time()) - 7200,
+                nbf=int(time.time()) - 7200,
+                exp=int(time.time()) - 3600,
+            ),
             key,
         ),
         "refresh_as_access": admin.refresh_token,
@@ -243,7 +249,11 @@ async def test_route_access_by_role_and_token(client, accounts, key) -> None:
     for role, username in ACCOUNT_OF_ROLE.items():
         response = await _call(client, key, accounts[username].headers)
         if role in allowed:
-            assert response.status_code not in (401, 403), (role, response.status_code, response.text)
+            assert response.status_code not in (401, 403), (
+                role,
+                response.status_code,
+                response.text,
+            )
             assert response.status_code < 500, (role, response.status_code, response.text)
         else:
             assert response.status_code == 403, (role, response.status_code, response.text)

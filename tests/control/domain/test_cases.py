@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from io import BytesIO
 
+import httpx
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
+
+from tests.conftest import make_account
 
 
 @cache
@@ -81,7 +84,9 @@ async def _patch(client, account, case_id: str, body: dict):
 
 async def _assign(client, admin, case_id: str, assignee_id: str | None) -> dict:
     version = (await _case(client, admin, case_id))["version"]
-    response = await _patch(client, admin, case_id, {"version": version, "assignee_id": assignee_id})
+    response = await _patch(
+        client, admin, case_id, {"version": version, "assignee_id": assignee_id}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -216,7 +221,9 @@ async def test_worklist_sorting(client, accounts):
     assert await _ids(client, admin, sort="created_at", order="asc") == created
     assert await _ids(client, admin, sort="created_at", order="desc") == created[::-1]
 
-    modalities = [item["modality"] for item in (await _worklist(client, admin, sort="modality"))["items"]]
+    modalities = [
+        item["modality"] for item in (await _worklist(client, admin, sort="modality"))["items"]
+    ]
     assert modalities == ["CR", "CT", "MR", "MR"]
     descending = await _worklist(client, admin, sort="modality", order="desc")
     assert [item["modality"] for item in descending["items"]] == ["MR", "MR", "CT", "CR"]
@@ -294,8 +301,6 @@ async def test_admin_assigns_reassigns_and_unassigns(client, accounts):
 
 
 async def test_assignment_rejects_bad_requests(app, client, accounts):
-    from tests.conftest import make_account
-
     admin, rad1 = accounts["admin1"], accounts["rad1"]
     (case_id,) = await _new_cases(client, admin, "CT")
     version = (await _case(client, admin, case_id))["version"]
@@ -351,24 +356,56 @@ async def test_assignment_rejects_bad_requests(app, client, accounts):
     assert missing.json()["code"] == "case_not_found"
 
 
-async def test_concurrent_assignments_with_the_same_version(client, accounts):
-    admin, rad1, rad2 = accounts["admin1"], accounts["rad1"], accounts["rad2"]
-    (case_id,) = await _new_cases(client, admin, "CT")
-    version = (await _case(client, admin, case_id))["version"]
-    responses = await asyncio.gather(
-        _patch(client, admin, case_id, {"version": version, "assignee_id": rad1.id}),
-        _patch(client, admin, case_id, {"version": version, "assignee_id": rad2.id}),
-    )
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses == [200, 409], [response.text for response in responses]
-    winner = next(response.json() for response in responses if response.status_code == 200)
-    loser = next(response.json() for response in responses if response.status_code == 409)
-    assert loser["code"] in {"stale_version", "concurrent_update"}
-    final = await _case(client, admin, case_id)
-    assert final["assignee"] == winner["assignee"]
-    assert final["version"] == version + 1
-    assert len(await _audit(client, admin, "case.assigned")) == 1
-    await _assert_chain_ok(client, admin)
+async def test_concurrent_assignments_with_the_same_version(app):
+    """Two admins save the same version at once (or two radiologists claim one case): one
+    wins, the other gets 409.
+
+    Litestar's AsyncTestClient runs each request to completion through a blocking portal, so
+    ``asyncio.gather`` on it would serialise the requests. An httpx ASGI transport in this
+    event loop lets the two requests interleave for real.
+    """
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        admin = await make_account(app, client, "admin1", "admin")
+        rad1 = await make_account(app, client, "rad1", "radiologist")
+        rad2 = await make_account(app, client, "rad2", "radiologist")
+        for _ in range(3):
+            (case_id,) = await _new_cases(client, admin, "CT")
+            version = (await _case(client, admin, case_id))["version"]
+            responses = await asyncio.gather(
+                _patch(client, admin, case_id, {"version": version, "assignee_id": rad1.id}),
+                _patch(client, admin, case_id, {"version": version, "assignee_id": rad2.id}),
+            )
+            statuses = sorted(response.status_code for response in responses)
+            assert statuses == [200, 409], [response.text for response in responses]
+            winner = next(r.json() for r in responses if r.status_code == 200)
+            loser = next(r.json() for r in responses if r.status_code == 409)
+            assert loser["code"] in {"stale_version", "concurrent_update"}
+            final = await _case(client, admin, case_id)
+            assert final["assignee"] == winner["assignee"]
+            assert final["version"] == version + 1
+            entries = await _audit(client, admin, "case.assigned")
+            assert [e["target_id"] for e in entries].count(case_id) == 1
+
+        # Two radiologists claim the same pool case at once: one gets it.
+        for _ in range(3):
+            (case_id,) = await _new_cases(client, admin, "MR")
+            responses = await asyncio.gather(
+                client.post(f"/api/cases/{case_id}/claim", headers=rad1.headers),
+                client.post(f"/api/cases/{case_id}/claim", headers=rad2.headers),
+            )
+            statuses = sorted(response.status_code for response in responses)
+            assert statuses == [200, 409], [response.text for response in responses]
+            loser = next(r.json() for r in responses if r.status_code == 409)
+            assert loser["code"] in {"case_already_assigned", "concurrent_update"}
+            winner = next(r.json() for r in responses if r.status_code == 200)
+            assert (await _case(client, admin, case_id))["assignee"] == winner["assignee"]
+            entries = await _audit(client, admin, "case.assigned")
+            assert [e["target_id"] for e in entries].count(case_id) == 1
+        await _assert_chain_ok(client, admin)
 
 
 # --- radiologists: visibility and claims -----------------------------------------------------
@@ -481,10 +518,8 @@ async def test_every_case_view_and_assignment_is_audited(client, accounts):
         ("rad1", first),
         ("rad2", second),
     ]
-    study_of = {
-        case_id: (await _worklist(client, admin, limit=200))["items"] for case_id in (first,)
-    }[first]
-    studies = {item["id"]: item["study"]["id"] for item in study_of}
+    items = (await _worklist(client, admin))["items"]
+    studies = {item["id"]: item["study"]["id"] for item in items}
     assert all(e["target_type"] == "study" for e in views)
     assert [e["target_id"] for e in views] == [
         studies[first],

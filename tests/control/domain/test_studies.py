@@ -138,9 +138,9 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 
 @asynccontextmanager
-async def app_with(settings: Settings, **overrides: Any) -> AsyncIterator[
-    tuple[Litestar, AsyncTestClient[Litestar]]
-]:
+async def app_with(
+    settings: Settings, **overrides: Any
+) -> AsyncIterator[tuple[Litestar, AsyncTestClient[Litestar]]]:
     """A second app on the same database with some settings changed, and its client.
 
     Accounts made through the default ``app`` fixture stay valid: same database, same keys.
@@ -397,9 +397,7 @@ async def test_link_returns_the_original_uid_to_admin_and_integration(app, clien
         assert link.json()["original_study_uid"] == original.StudyInstanceUID
         assert link.json()["study_uid"] == response.json()["studies"][0]["study_uid"]
         assert link.json()["study_uid"] != original.StudyInstanceUID
-    forbidden = await client.get(
-        f"{UPLOAD_URL}/{study_id}/link", headers=accounts["rad1"].headers
-    )
+    forbidden = await client.get(f"{UPLOAD_URL}/{study_id}/link", headers=accounts["rad1"].headers)
     assert_error(forbidden, 403)
     assert original.StudyInstanceUID not in forbidden.text
 

@@ -45,10 +45,7 @@ def _png() -> bytes:
     header = struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0)
     pixels = zlib.compress(b"\x00\x00\xff\x00\xff\x00")
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", pixels)
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
     )
 
 
@@ -141,7 +138,9 @@ async def _post_raw(client: Any, headers: dict[str, str], body: bytes, content_t
     ("make", "status", "code"),
     [pytest.param(make, status, code, id=name) for name, make, status, code in BAD_FILES],
 )
-async def test_bad_file_is_rejected_and_nothing_is_stored(app, client, accounts, make, status, code):
+async def test_bad_file_is_rejected_and_nothing_is_stored(
+    app, client, accounts, make, status, code
+):
     response = await upload(client, accounts["pacs1"].headers, ("upload.dcm", make()))
 
     body = assert_error(response, status, code)
@@ -203,7 +202,7 @@ async def test_request_over_max_request_bytes_is_rejected(settings, accounts):
     ):
         response = await upload(small_client, accounts["pacs1"].headers, *files)
 
-        assert_error(response, 413)
+        assert_error(response, 413, "payload_too_large")
         await assert_nothing_stored(small_app)
 
 
@@ -211,7 +210,7 @@ async def test_too_many_files_is_rejected(settings, accounts):
     async with app_with(settings, max_files_per_request=2) as (small_app, small_client):
         response = await upload(small_client, accounts["pacs1"].headers, *_good_ct_instances())
 
-        assert_error(response, 413)
+        assert_error(response, 413, "too_many_files")
         await assert_nothing_stored(small_app)
 
 
@@ -233,6 +232,25 @@ async def test_unknown_form_field_is_rejected(app, client, accounts):
     await assert_nothing_stored(app)
 
 
+@pytest.mark.parametrize(
+    "value", [pytest.param("x" * 65, id="too_long"), pytest.param(b"Asian", id="a_file")]
+)
+async def test_invalid_race_ethnicity_is_rejected(app, client, accounts, value):
+    parts = [("files", "ct.dcm", read_testdata("CT_small.dcm"))]
+    if isinstance(value, bytes):
+        parts.append(("race_ethnicity", "race.txt", value))
+    else:
+        parts.append(("race_ethnicity", None, value.encode()))
+    body = _multipart("b0undary", parts)
+
+    response = await _post_raw(
+        client, accounts["pacs1"].headers, body, "multipart/form-data; boundary=b0undary"
+    )
+
+    assert assert_error(response, 400)["code"] in {"invalid_field", "validation_failed"}
+    await assert_nothing_stored(app)
+
+
 async def test_missing_files_field_is_rejected(app, client, accounts):
     body = _multipart("b0undary", [("race_ethnicity", None, b"Asian")])
 
@@ -240,7 +258,7 @@ async def test_missing_files_field_is_rejected(app, client, accounts):
         client, accounts["pacs1"].headers, body, "multipart/form-data; boundary=b0undary"
     )
 
-    assert_error(response, 400)
+    assert assert_error(response, 400)["code"] in {"validation_failed", "no_files"}
     await assert_nothing_stored(app)
 
 
@@ -251,7 +269,7 @@ async def test_files_field_with_text_instead_of_a_file_is_rejected(app, client, 
         client, accounts["pacs1"].headers, body, "multipart/form-data; boundary=b0undary"
     )
 
-    assert_error(response, 400)
+    assert assert_error(response, 400)["code"] in {"validation_failed", "no_files"}
     await assert_nothing_stored(app)
 
 
@@ -271,7 +289,7 @@ async def test_multipart_with_the_wrong_boundary_is_rejected(app, client, accoun
         client, accounts["pacs1"].headers, body, "multipart/form-data; boundary=otherboundary"
     )
 
-    assert_error(response, 400)
+    assert assert_error(response, 400)["code"] in {"malformed_form", "validation_failed"}
     await assert_nothing_stored(app)
 
 
@@ -283,7 +301,7 @@ async def test_garbage_body_with_multipart_content_type_is_rejected(app, client,
         "multipart/form-data; boundary=b0undary",
     )
 
-    assert_error(response, 400)
+    assert_error(response, 400, "malformed_form")
     await assert_nothing_stored(app)
 
 
@@ -292,7 +310,7 @@ async def test_multipart_without_boundary_is_rejected(app, client, accounts):
 
     response = await _post_raw(client, accounts["pacs1"].headers, body, "multipart/form-data")
 
-    assert_error(response, 400)
+    assert_error(response, 400, "malformed_form")
     await assert_nothing_stored(app)
 
 
