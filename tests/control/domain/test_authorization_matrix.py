@@ -13,14 +13,17 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.routes import HTTPRoute
 
+from control.db.models import Role
+from control.domain.auth.guards import requires
 from control.domain.auth.tokens import ISSUER, TokenCodec
 from tests.conftest import SECRET
 
@@ -101,6 +104,23 @@ def test_every_non_public_route_has_a_role_guard(app: Litestar) -> None:
         if route.allowed_roles is None
     ]
     assert unguarded == [], f"routes without a requires(...) guard: {unguarded}"
+
+
+def test_the_route_scan_notices_an_unguarded_route() -> None:
+    """Self-check of ``_guarded_routes``: a handler without ``requires(...)`` shows as None."""
+
+    @get("/api/guarded", guards=[requires(Role.ADMIN)])
+    async def guarded() -> None:
+        return None
+
+    @get("/api/forgotten")
+    async def forgotten() -> None:
+        return None
+
+    found = {
+        (r.method, r.path): r.allowed_roles for r in _guarded_routes(Litestar([guarded, forgotten]))
+    }
+    assert found == {("GET", "/api/guarded"): frozenset({ADMIN}), ("GET", "/api/forgotten"): None}
 
 
 def test_expected_table_matches_the_routes_and_their_guards(app: Litestar) -> None:
@@ -221,7 +241,7 @@ def _bad_tokens(accounts) -> dict[str, str]:
 
 def test_forged_control_token_is_accepted_by_the_codec() -> None:
     """Sanity check of the forging helpers: a correctly made HS256 token does verify."""
-    account = type("A", (), {"id": str(uuid.uuid4()), "username": "x", "role": "admin"})()
+    account = SimpleNamespace(id=str(uuid.uuid4()), username="x", role="admin")
     codec = TokenCodec(SECRET.encode(), 60, 60)
     assert codec.verify(_hmac_token(_claims(account), SECRET.encode()), "access").role == "admin"
 

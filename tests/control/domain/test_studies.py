@@ -7,6 +7,7 @@ are shared with ``test_studies_bad_input.py`` and ``test_phi.py``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 import hashlib
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 from control.app import create_app
 from control.config import Settings
 from control.db.models import AuditEntry, Case, Instance, Series, Study, StudyLink
+from control.storage import FilesystemStore
 from tests.fixtures.s3server import S3Server
 
 UPLOAD_URL = "/api/studies"
@@ -124,6 +126,9 @@ async def assert_nothing_stored(app: Litestar) -> None:
     """No study rows, no stored objects and no ``study.ingested`` audit entry."""
     assert await row_counts(app) == {model.__tablename__: 0 for model in ROW_MODELS}
     assert await app.state.store.list_keys("") == []
+    if isinstance(app.state.store, FilesystemStore):
+        leftovers = [p for p in app.state.store.root.rglob("*") if p.is_file()]
+        assert leftovers == [], "temporary or stray files left in the object store"
     assert await audit_actions(app, "study.ingested") == []
 
 
@@ -561,3 +566,23 @@ async def test_concurrent_uploads_of_one_study_make_one_study(app, client, accou
     for instance in stored:
         payload = await app.state.store.get(instance.object_key, expected_sha256=instance.sha256)
         assert pydicom.dcmread(BytesIO(payload)).SOPInstanceUID == instance.sop_instance_uid
+
+
+async def test_bare_dataset_without_file_meta_is_stored_as_a_part10_file(app, client, accounts):
+    original = load_testdata("CT_small.dcm")
+    bare_ds = pydicom.Dataset()
+    bare_ds.update(copy.deepcopy(original))
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, bare_ds, implicit_vr=False, little_endian=True)
+    bare = buffer.getvalue()
+    assert bare[128:132] != b"DICM"
+
+    response = await upload(client, accounts["admin1"].headers, ("bare", bare))
+
+    assert response.status_code == 201, response.text
+    [instance] = await instances(app)
+    payload = await app.state.store.get(instance.object_key)
+    assert payload[128:132] == b"DICM"
+    stored = pydicom.dcmread(BytesIO(payload))
+    assert stored.file_meta.MediaStorageSOPInstanceUID == instance.sop_instance_uid
+    assert np.array_equal(stored.pixel_array, original.pixel_array)
