@@ -19,7 +19,12 @@ from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.schemas import SeriesOut, StudySummary
 from control.domain.studies.links import LinkCipher
-from control.domain.studies.service import IngestService, get_study, original_study_uid
+from control.domain.studies.service import (
+    IngestedStudy,
+    IngestService,
+    get_study,
+    original_study_uid,
+)
 from control.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from control.web.context import actor_from_request
 
@@ -34,18 +39,8 @@ class UploadForm(msgspec.Struct):
     race_ethnicity: str | None = None
 
 
-class IngestedStudyOut(msgspec.Struct):
-    study_id: uuid.UUID
-    case_id: uuid.UUID
-    study_uid: str
-    created: bool
-    new_instances: int
-    existing_instances: int
-    flags: list[str]
-
-
 class UploadResult(msgspec.Struct):
-    studies: list[IngestedStudyOut]
+    studies: list[IngestedStudy]
     study_ids: list[uuid.UUID]
     case_ids: list[uuid.UUID]
 
@@ -129,7 +124,7 @@ class StudyController(Controller):
         service = IngestService(db_session, state.store, state.settings)
         result = await service.ingest(files, actor_from_request(request), race)
         body = UploadResult(
-            studies=[IngestedStudyOut(**vars(study)) for study in result.studies],
+            studies=result.studies,
             study_ids=[study.study_id for study in result.studies],
             case_ids=[study.case_id for study in result.studies],
         )
