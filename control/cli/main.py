@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from control.cli import audit, db, ingest, serve, users
+from training import cli as training_cli
 
 app = typer.Typer(
     name="medvision",
@@ -18,6 +19,10 @@ app.command("ingest")(ingest.ingest)
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+# Training commands live in the training package; their modules import torch only when run.
+app.add_typer(training_cli.data_app, name="data")
+app.add_typer(training_cli.train_app, name="train")
+app.add_typer(training_cli.evaluate_app, name="evaluate")
 
 
 if __name__ == "__main__":
