@@ -14,18 +14,17 @@ import math
 import sys
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from training.labels import BRATS_REGIONS
 
 if TYPE_CHECKING:
     import torch
 
-ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
-
-ET, NCR, ED = 3, 1, 2
+NCR, ED, ET = 1, 2, 3
 
 
 def _torch_if_tensor(value: Any) -> ModuleType | None:
@@ -36,7 +35,11 @@ def _torch_if_tensor(value: Any) -> ModuleType | None:
     return None
 
 
-def labels_to_regions(label_map: ArrayT) -> ArrayT:
+@overload
+def labels_to_regions(label_map: torch.Tensor) -> torch.Tensor: ...
+@overload
+def labels_to_regions(label_map: npt.NDArray[Any]) -> npt.NDArray[np.bool_]: ...
+def labels_to_regions(label_map: Any) -> Any:
     """Boolean regions [3, *label_map.shape] in ET, TC, WT order, same kind as the input.
 
     Raises ``ValueError`` for label values outside 0..3.
@@ -53,15 +56,22 @@ def labels_to_regions(label_map: ArrayT) -> ArrayT:
     whole = core | (label_map == ED)
     torch_module = _torch_if_tensor(label_map)
     stack = np.stack if torch_module is None else torch_module.stack
-    return stack([enhancing, core, whole])  # type: ignore[no-any-return]
+    return stack([enhancing, core, whole])
 
 
-def regions_to_labels(regions: ArrayT, threshold: float = 0.5) -> ArrayT:
+@overload
+def regions_to_labels(regions: torch.Tensor, threshold: float = 0.5) -> torch.Tensor: ...
+@overload
+def regions_to_labels(
+    regions: npt.NDArray[Any], threshold: float = 0.5
+) -> npt.NDArray[np.uint8]: ...
+def regions_to_labels(regions: Any, threshold: float = 0.5) -> Any:
     """uint8 label map from regions [3, ...] (booleans or probabilities), same kind as input.
 
     Probabilities count as inside a region when ``>= threshold``. Nesting is enforced with
     WT as the outer boundary: ET and TC only count inside WT; a voxel is 3 if ET, else 1 if
     TC, else 2 if WT, else 0. For valid maps ``regions_to_labels(labels_to_regions(m)) == m``.
+    Tensors stay on their device.
     """
     if regions.ndim < 1 or regions.shape[0] != len(BRATS_REGIONS):
         raise ValueError(
@@ -80,15 +90,16 @@ def regions_to_labels(regions: ArrayT, threshold: float = 0.5) -> ArrayT:
     labels[whole] = ED
     labels[inside[1] & whole] = NCR
     labels[inside[0] & whole] = ET
-    return labels  # type: ignore[no-any-return]
+    return labels
 
 
 def region_volumes_ml(
-    label_map: np.ndarray | torch.Tensor, spacing_mm: Sequence[float]
+    label_map: npt.NDArray[Any] | torch.Tensor, spacing_mm: Sequence[float]
 ) -> dict[str, float]:
     """Volumes of ET, TC and WT in millilitres for a label map on a grid of ``spacing_mm``.
 
-    ``spacing_mm`` gives the voxel size along each axis of ``label_map`` (1 ml = 1000 mm³).
+    ``spacing_mm`` gives the voxel size in millimetres along each axis of ``label_map``, in
+    the same axis order (1 ml = 1000 mm³). Raises ``ValueError`` when the lengths differ.
     """
     if len(spacing_mm) != label_map.ndim:
         raise ValueError(f"spacing has {len(spacing_mm)} values for a {label_map.ndim}-D label map")

@@ -96,6 +96,7 @@ CXR_LUNG_FIELDS: tuple[tuple[float, float, float, float], ...] = (
 )
 CXR_OPACITY_CONTRAST = 0.35
 CXR_PLACEMENT_TRIES = 200
+CXR_LABEL_SET_TRIES = 20
 BRATS_RACE_GROUPS = CXR_RACE_GROUPS
 BRATS_TUMOUR_LABELS: dict[str, int] = {"NCR": 1, "ED": 2, "ET": 3}
 
@@ -384,10 +385,15 @@ def plan_cxr(config: CxrSynthConfig) -> list[CxrImagePlan]:
             opacities: tuple[CxrOpacity, ...] | None = None
             while opacities is None:
                 positive = rng.random(len(CXR_LABELS)) < config.prevalence
-                labels = [int(i) for i in np.flatnonzero(positive)]
-                # Big opacities first so the crowded cases still fit.
-                labels.sort(key=lambda i: -CXR_OPACITY_SHAPES[i][1])
-                opacities = _place_opacities(rng, labels, config.size, lung_mask, contrast_scale)
+                # Big opacities first so crowded cases still fit; a label set that
+                # never fits (rare) is drawn again.
+                labels = sorted(np.flatnonzero(positive), key=lambda i: -CXR_OPACITY_SHAPES[i][1])
+                for _ in range(CXR_LABEL_SET_TRIES):
+                    opacities = _place_opacities(
+                        rng, [int(i) for i in labels], config.size, lung_mask, contrast_scale
+                    )
+                    if opacities is not None:
+                        break
             plans.append(
                 CxrImagePlan(
                     image_index=f"{patient_id:08d}_{follow_up:03d}.png",
@@ -586,20 +592,20 @@ def _brats_volumes(
     ventricles = _ellipsoid_radius(grid, np.zeros(3), ventricle_axes, identity) <= 1.0
 
     rotation = _random_rotation(rng)
-    wt_axes = rng.uniform(0.2, 0.34, 3)
+    wt_axes = rng.uniform(0.26, 0.42, 3)
     # Keep the whole tumour inside the brain: centre within the brain shrunk by the WT size.
     room = brain_axes - wt_axes.max() - 0.04
     while True:
         centre = rng.uniform(-1.0, 1.0, 3) * room
         if np.sum((centre / room) ** 2) <= 1.0:
             break
-    tc_axes = wt_axes * rng.uniform(0.45, 0.65)
+    tc_axes = wt_axes * rng.uniform(0.5, 0.7)
     wt_radius = _ellipsoid_radius(grid, centre, wt_axes, rotation)
     tc_radius = _ellipsoid_radius(grid, centre, tc_axes, rotation)
     seg = np.zeros(shape, dtype=np.uint8)
     seg[wt_radius <= 1.0] = BRATS_TUMOUR_LABELS["ED"]
     seg[tc_radius <= 1.0] = BRATS_TUMOUR_LABELS["NCR"]
-    seg[(tc_radius <= 1.0) & (tc_radius > rng.uniform(0.6, 0.72))] = BRATS_TUMOUR_LABELS["ET"]
+    seg[(tc_radius <= 1.0) & (tc_radius > rng.uniform(0.55, 0.7))] = BRATS_TUMOUR_LABELS["ET"]
     seg[~brain] = 0
 
     bias = 1.0 + 0.06 * grid @ rng.uniform(-1.0, 1.0, 3)

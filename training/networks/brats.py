@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from monai.networks.nets import UNet
+from monai.networks.nets.unet import UNet
 from torch import nn
 
 from training.labels import BRATS_REGIONS, MRI_CHANNELS

@@ -10,10 +10,10 @@ pixel of the feature map; its spatial mean is the logit (``forward_with_cam``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
-from monai.networks.nets import DenseNet
+from monai.networks.nets.densenet import DenseNet
 from torch import nn
 
 from training.labels import CXR_LABELS
@@ -62,7 +62,7 @@ def feature_stride_for(block_config: Sequence[int]) -> int:
     The stem divides by 4 (stride-2 convolution, stride-2 max pool) and each transition
     between dense blocks by 2: 32 for four blocks.
     """
-    return 4 * 2 ** (len(block_config) - 1)
+    return int(4 * 2 ** (len(block_config) - 1))
 
 
 def feature_map_size(height: int, width: int, num_blocks: int = 4) -> tuple[int, int]:
@@ -75,7 +75,7 @@ def feature_map_size(height: int, width: int, num_blocks: int = 4) -> tuple[int,
 
     def one_axis(n: int) -> int:
         stem = -(-n // 4)
-        return stem // 2 ** (num_blocks - 1)
+        return int(stem // 2 ** (num_blocks - 1))
 
     return one_axis(height), one_axis(width)
 
@@ -128,7 +128,8 @@ class Cbam(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Attended feature map, same shape as ``x`` [B, C, H, W]."""
-        return self.spatial(self.channel(x))
+        attended: torch.Tensor = self.spatial(self.channel(x))
+        return attended
 
 
 class CxrNet(nn.Module):
@@ -161,7 +162,7 @@ class CxrNet(nn.Module):
             block_config=tuple(block_config),
         )
         self.features: nn.Module = densenet.features
-        self.num_features: int = densenet.class_layers.out.in_features
+        self.num_features: int = cast(nn.Linear, densenet.class_layers.out).in_features
         self.num_blocks: int = len(block_config)
         self.feature_stride: int = feature_stride_for(block_config)
         self.attention: nn.Module = (
@@ -173,12 +174,14 @@ class CxrNet(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The attended, rectified last feature map [B, num_features, h, w] the head reads."""
-        return self.relu(self.attention(self.features(x)))
+        rectified: torch.Tensor = self.relu(self.attention(self.features(x)))
+        return rectified
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, num_labels]; apply a sigmoid per label for probabilities."""
         pooled = self.feature_map(x).mean(dim=(2, 3))
-        return self.classifier(self.dropout(pooled))
+        logits: torch.Tensor = self.classifier(self.dropout(pooled))
+        return logits
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, L] and class activation maps [B, L, h, w] from one pass.
@@ -188,7 +191,7 @@ class CxrNet(nn.Module):
         Plain tensor ops only, so it exports to ONNX with dynamic batch and image size.
         """
         feature_map = self.feature_map(x)
-        logits = self.classifier(self.dropout(feature_map.mean(dim=(2, 3))))
+        logits: torch.Tensor = self.classifier(self.dropout(feature_map.mean(dim=(2, 3))))
         cams = torch.einsum("bchw,lc->blhw", feature_map, self.classifier.weight)
         cams = cams + self.classifier.bias[None, :, None, None]
         return logits, cams
