@@ -28,7 +28,7 @@ def test_warmup_then_cosine():
         optimizer.step()
         schedule.step()
     assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert all(a >= b for a, b in itertools.pairwise(rates))
+    assert all(a >= b for a, b in itertools.pairwise(rates[3:]))
     assert rates[-1] < 0.05
 
 

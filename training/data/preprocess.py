@@ -38,7 +38,7 @@ def invert_monochrome1(pixels: np.ndarray, bits_stored: int) -> np.ndarray:
 
 
 def window(pixels_hu: np.ndarray, center: float, width: float) -> np.ndarray:
-    """Linear window: ``center - width/2`` maps to 0, ``center + width/2`` to 1; float32, clipped."""
+    """Linear window: ``center - width/2`` maps to 0 and ``center + width/2`` to 1, clipped."""
     if width <= 0:
         raise ValueError(f"window width must be positive, got {width}")
     low = center - width / 2.0
@@ -84,9 +84,7 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _sample_axis(rows, 1, shape[1])
 
 
-def resize_with_padding(
-    image: np.ndarray, size: int
-) -> tuple[np.ndarray, float, tuple[int, int]]:
+def resize_with_padding(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Fit a 2-D image into ``size`` x ``size`` keeping its aspect ratio, zero-padded centred.
 
     Returns the float32 image, the scale (output pixels per input pixel) and the
@@ -141,16 +139,13 @@ def dicom_to_cxr_input(ds: pydicom.Dataset) -> np.ndarray:
     """A single-frame radiograph's pixels as float32 [H, W] in [0, 1], MONOCHROME2 sense.
 
     Uses the stored pixels, Rescale Slope/Intercept, Bits Stored and Photometric
-    Interpretation (RGB is reduced to luma). Multi-frame data raises ValueError.
+    Interpretation. Colour data (which pydicom hands over as RGB) is reduced to luma.
+    Multi-frame data raises ValueError.
     """
     pixels = ds.pixel_array
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     bits_stored = int(ds.get("BitsStored", 8 * pixels.dtype.itemsize))
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
-        if photometric != "RGB":
-            from pydicom.pixels import convert_color_space
-
-            pixels = convert_color_space(pixels, photometric, "RGB")
+    if int(ds.get("SamplesPerPixel", 1)) == 3:
         pixels = pixels.astype(np.float32) @ _LUMA
         photometric = "MONOCHROME2"
     if pixels.ndim != 2:

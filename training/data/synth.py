@@ -95,7 +95,6 @@ CXR_LUNG_FIELDS: tuple[tuple[float, float, float, float], ...] = (
     (0.72, 0.47, 0.14, 0.32),
 )
 CXR_OPACITY_CONTRAST = 0.35
-CXR_PLACEMENT_TRIES = 200
 CXR_LABEL_SET_TRIES = 20
 BRATS_RACE_GROUPS = CXR_RACE_GROUPS
 BRATS_TUMOUR_LABELS: dict[str, int] = {"NCR": 1, "ED": 2, "ET": 3}
@@ -312,6 +311,17 @@ def render_cxr(plan: CxrImagePlan, size: int, *, with_opacities: bool = True) ->
     return np.clip(image, 0.0, 1.0)
 
 
+def _box_sums(mask: np.ndarray, extent: int) -> np.ndarray:
+    """Sum of `mask` over every extent x extent box, indexed by the box's top-left pixel."""
+    table = np.pad(mask.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return (
+        table[extent:, extent:]
+        - table[:-extent, extent:]
+        - table[extent:, :-extent]
+        + table[:-extent, :-extent]
+    )
+
+
 def _place_opacities(
     rng: np.random.Generator,
     labels: list[int],
@@ -319,29 +329,26 @@ def _place_opacities(
     lung_mask: np.ndarray,
     contrast_scale: float,
 ) -> tuple[CxrOpacity, ...] | None:
-    """Non-overlapping boxes fully inside the lung fields, or None if they do not fit."""
+    """Non-overlapping boxes fully inside the lung fields, or None if they do not fit.
+
+    Each box's top-left corner is drawn uniformly from all positions still free.
+    """
     placed: list[CxrOpacity] = []
     occupied = np.zeros_like(lung_mask)
     for label in labels:
         half = CXR_OPACITY_SHAPES[label][1] * size * rng.uniform(0.9, 1.1)
         extent = max(3, round(2 * half))
-        for _ in range(CXR_PLACEMENT_TRIES):
-            x0 = int(rng.integers(0, size - extent + 1))
-            y0 = int(rng.integers(0, size - extent + 1))
-            box = (slice(y0, y0 + extent), slice(x0, x0 + extent))
-            # One pixel of clearance so neighbouring opacities never touch.
-            margin = (
-                slice(max(0, y0 - 1), y0 + extent + 1),
-                slice(max(0, x0 - 1), x0 + extent + 1),
-            )
-            if lung_mask[box].all() and not occupied[margin].any():
-                occupied[box] = True
-                contrast = CXR_OPACITY_CONTRAST * rng.uniform(0.85, 1.15) * contrast_scale
-                phase = float(rng.uniform(0.0, 2.0 * math.pi))
-                placed.append(CxrOpacity(label, x0, y0, extent, extent, float(contrast), phase))
-                break
-        else:
+        # One pixel of clearance so neighbouring opacities never touch.
+        blocked = _box_sums(np.pad(occupied, 1), extent + 2)
+        free = (_box_sums(lung_mask, extent) == extent * extent) & (blocked == 0)
+        candidates = np.flatnonzero(free)
+        if candidates.size == 0:
             return None
+        y0, x0 = (int(v) for v in np.unravel_index(rng.choice(candidates), free.shape))
+        occupied[y0 : y0 + extent, x0 : x0 + extent] = True
+        contrast = CXR_OPACITY_CONTRAST * rng.uniform(0.85, 1.15) * contrast_scale
+        phase = float(rng.uniform(0.0, 2.0 * math.pi))
+        placed.append(CxrOpacity(label, x0, y0, extent, extent, float(contrast), phase))
     return tuple(placed)
 
 
