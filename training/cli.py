@@ -137,7 +137,7 @@ def evaluate_cxr(
     from training.tasks.cxr import evaluate_checkpoint
 
     paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
-    typer.echo(f"report: {paths['report.md']}")
+    typer.echo(f"report: {paths['markdown']}")
 
 
 @evaluate_app.command("brats")
@@ -153,4 +153,4 @@ def evaluate_brats(
     from training.tasks.brats import evaluate_checkpoint
 
     paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
-    typer.echo(f"report: {paths['report.md']}")
+    typer.echo(f"report: {paths['markdown']}")

@@ -31,7 +31,9 @@ def test_auroc_matches_sklearn_on_random_data() -> None:
     score = np.round(score, 2)  # ties too
     result = auroc_with_ci(y, score, None, ["a", "b", "c", "d"], n_boot=50)
     for i, name in enumerate("abcd"):
-        assert result["per_label"][name]["auroc"] == pytest.approx(roc_auc_score(y[:, i], score[:, i]))
+        assert result["per_label"][name]["auroc"] == pytest.approx(
+            roc_auc_score(y[:, i], score[:, i])
+        )
     expected_mean = np.mean([roc_auc_score(y[:, i], score[:, i]) for i in range(4)])
     assert result["mean_auroc"] == pytest.approx(expected_mean)
     assert result["per_label"]["a"]["n_pos"] + result["per_label"]["a"]["n_neg"] == 300
@@ -77,15 +79,19 @@ def test_masked_entries_are_ignored() -> None:
     second = auroc_with_ci(flipped, garbage, mask, ["a", "b", "c"], n_boot=100, seed=1)
     assert first == second
     known = mask[:, 0]
-    assert first["per_label"]["a"]["auroc"] == pytest.approx(roc_auc_score(y[known, 0], score[known, 0]))
-    assert choose_thresholds(y, score, mask) == pytest.approx(choose_thresholds(flipped, garbage, mask))
+    assert first["per_label"]["a"]["auroc"] == pytest.approx(
+        roc_auc_score(y[known, 0], score[known, 0])
+    )
+    assert choose_thresholds(y, score, mask) == pytest.approx(
+        choose_thresholds(flipped, garbage, mask)
+    )
 
 
 def test_bootstrap_is_fast_enough_for_cxr_sized_evaluation() -> None:
     y, score = _random_problem(2000, len(CXR_LABELS), seed=2)
     start = time.perf_counter()
     result = auroc_with_ci(y, score, None, CXR_LABELS, n_boot=1000)
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 8.0  # ~1 s here; a per-resample loop takes minutes
     assert result["n_labels_evaluated"] == 14
 
 

@@ -102,7 +102,7 @@ def read_brats_case(
     seg = _voxels(record.seg_path, seg_image)
     values = set(np.unique(seg).tolist())
     if not values <= SEG_VALUES:
-        bad = sorted(values - SEG_VALUES)
+        bad = ", ".join(f"{value:g}" for value in sorted(values - SEG_VALUES))
         raise DatasetError(record.seg_path, f"segmentation values {bad} outside {{0, 1, 2, 3}}")
     return volume, seg.astype(np.uint8), spacing  # type: ignore[return-value]
 
@@ -175,7 +175,7 @@ def _read_participants(root: Path, skip_bad: bool, report: LoadReport) -> dict[s
     table = read_table(path, ("case_id",), sep=sep)
     table.columns = [column.lower() for column in table.columns]
     demographics: dict[str, Demographics] = {}
-    for position, (_, row) in enumerate(table.iterrows()):
+    for position, row in enumerate(table.to_dict("records")):
         line = table_line(position)
         try:
             age = parse_optional_float(row.get("age", ""), path, line, "age")

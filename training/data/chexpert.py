@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from training.data.errors import DatasetError
 from training.data.nih import verify_image
@@ -88,7 +87,7 @@ def load_chexpert(
     synthetic = is_synthetic(root)
     report = LoadReport()
     records = []
-    for position, (_, row) in enumerate(table.iterrows()):
+    for position, row in enumerate(table.to_dict("records")):
         if frontal_only and row["Frontal/Lateral"].strip() != "Frontal":
             continue
         line = table_line(position)
@@ -106,7 +105,7 @@ def load_chexpert(
 
 
 def map_labels(
-    row: pd.Series, uncertain: UncertainPolicy, path: Path, line: int
+    row: dict[str, str], uncertain: UncertainPolicy, path: Path, line: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The float32 [14] labels and mask of one CheXpert row under an uncertainty policy."""
     labels = np.zeros(len(CXR_LABELS), dtype=np.float32)
@@ -140,7 +139,7 @@ def resolve_image(root: Path, relative: str) -> Path | None:
 
 
 def _parse_row(
-    row: pd.Series,
+    row: dict[str, str],
     root: Path,
     path: Path,
     line: int,

@@ -5,6 +5,10 @@
 float32 [3, ...] (ET, TC, WT regions; absent when the record has no seg), "spacing_mm":
 [3], "index": int}``. Images are decoded lazily; a missing or corrupt file raises
 DatasetError naming it.
+
+With worker processes, load through ``monai.data.DataLoader`` (or pass
+``worker_init_fn=monai.data.utils.worker_init_fn``) so each worker's random transforms get
+their own seed; a plain torch DataLoader repeats the same augmentation in every worker.
 """
 
 from __future__ import annotations

@@ -79,14 +79,14 @@ def load_nih(
     entry_path = root / DATA_ENTRY
     if not entry_path.is_file() and (root / DATA_ENTRY_2020).is_file():
         entry_path = root / DATA_ENTRY_2020
-    table = read_table(entry_path, REQUIRED_COLUMNS)
+    table = read_table(entry_path, REQUIRED_COLUMNS).to_dict("records")
     report = LoadReport()
     rows = _index_rows(table, entry_path, skip_bad, report)
 
     list_path = root / (TEST_LIST if split == "test" else TRAIN_VAL_LIST)
     names = _read_list(list_path, rows, skip_bad, report)
     if split in ("train", "val"):
-        patient_of = {name: table.at[rows[name], "Patient ID"].strip() for name in names}
+        patient_of = {name: table[rows[name]]["Patient ID"].strip() for name in names}
         val_patients = split_patients(list(patient_of.values()), val_fraction, seed)
         names = [name for name in names if (patient_of[name] in val_patients) == (split == "val")]
 
@@ -97,7 +97,7 @@ def load_nih(
     for name in names:
         position = rows[name]
         try:
-            record = _parse_row(table.iloc[position], entry_path, table_line(position), images)
+            record = _parse_row(table[position], entry_path, table_line(position), images)
             if verify_images:
                 verify_image(record.image_path, entry_path, table_line(position))
         except DatasetError as error:
@@ -180,11 +180,11 @@ def parse_age(text: str, path: Path, row: int) -> float | None:
 
 
 def _index_rows(
-    table: pd.DataFrame, path: Path, skip_bad: bool, report: LoadReport
+    table: list[dict[str, str]], path: Path, skip_bad: bool, report: LoadReport
 ) -> dict[str, int]:
     rows: dict[str, int] = {}
-    for position, name in enumerate(table["Image Index"]):
-        name = name.strip()
+    for position, values in enumerate(table):
+        name = values["Image Index"].strip()
         problem = "empty 'Image Index'" if not name else None
         if name in rows:
             problem = f"duplicate 'Image Index' {name!r} (first on line {table_line(rows[name])})"
@@ -222,8 +222,7 @@ def _read_boxes(path: Path, skip_bad: bool, report: LoadReport) -> dict[str, tup
     table = read_table(path, ("Image Index", "Finding Label"))
     columns = _box_columns(table, path)
     boxes: dict[str, list[Box]] = {}
-    for position, row in enumerate(table.itertuples(index=False)):
-        values = dict(zip(table.columns, row, strict=True))
+    for position, values in enumerate(table.to_dict("records")):
         line = table_line(position)
         try:
             label = label_index(values["Finding Label"].strip(), path, line)
@@ -258,7 +257,7 @@ def _box_value(values: dict[str, str], column: str, path: Path, line: int) -> fl
         raise DatasetError(path, f"box column {column!r}: not a number: {text!r}", line) from None
 
 
-def _parse_row(row: pd.Series, path: Path, line: int, images: dict[str, Path]) -> CxrRecord:
+def _parse_row(row: dict[str, str], path: Path, line: int, images: dict[str, Path]) -> CxrRecord:
     name = row["Image Index"].strip()
     patient = row["Patient ID"].strip()
     if not patient:
@@ -268,7 +267,7 @@ def _parse_row(row: pd.Series, path: Path, line: int, images: dict[str, Path]) -
     image_path = images.get(name)
     if image_path is None:
         raise DatasetError(path, f"image {name!r} listed but not found under images/", line)
-    race = (row[RACE_COLUMN].strip() or None) if RACE_COLUMN in row.index else None
+    race = row.get(RACE_COLUMN, "").strip() or None
     return CxrRecord(
         image_path=image_path,
         image_id=name,

@@ -74,25 +74,25 @@ GROUP_ATTRIBUTES: tuple[str, ...] = ("race", "sex", "age_band")
 
 # One appearance per label, in CXR_LABELS order: (shape family, half-size / image size).
 CXR_OPACITY_SHAPES: tuple[tuple[str, float], ...] = (
-    ("horizontal_bar", 0.08),  # Atelectasis
-    ("ring", 0.08),  # Cardiomegaly
-    ("grating_0", 0.08),  # Effusion: stripes along x
-    ("grating_90", 0.08),  # Infiltration: stripes along y
-    ("disc", 0.11),  # Mass: large filled disc
+    ("horizontal_bar", 0.07),  # Atelectasis
+    ("ring", 0.07),  # Cardiomegaly
+    ("grating_0", 0.07),  # Effusion: stripes along x
+    ("grating_90", 0.07),  # Infiltration: stripes along y
+    ("disc", 0.095),  # Mass: large filled disc
     ("disc", 0.05),  # Nodule: small filled disc
-    ("checker", 0.08),  # Pneumonia
-    ("dark_disc", 0.08),  # Pneumothorax: hyperlucent
-    ("cross", 0.08),  # Consolidation
-    ("grating_45", 0.08),  # Edema
-    ("grating_135", 0.08),  # Emphysema
-    ("saltire", 0.08),  # Fibrosis: an X
-    ("vertical_bar", 0.08),  # Pleural_Thickening
-    ("target", 0.08),  # Hernia: dot inside a ring
+    ("checker", 0.07),  # Pneumonia
+    ("dark_disc", 0.07),  # Pneumothorax: hyperlucent
+    ("cross", 0.07),  # Consolidation
+    ("grating_45", 0.07),  # Edema
+    ("grating_135", 0.07),  # Emphysema
+    ("saltire", 0.07),  # Fibrosis: an X
+    ("vertical_bar", 0.07),  # Pleural_Thickening
+    ("target", 0.07),  # Hernia: dot inside a ring
 )
 # Lung fields (centre x, centre y, semi-axis x, semi-axis y), in fractions of the size.
 CXR_LUNG_FIELDS: tuple[tuple[float, float, float, float], ...] = (
-    (0.28, 0.47, 0.14, 0.32),
-    (0.72, 0.47, 0.14, 0.32),
+    (0.28, 0.48, 0.15, 0.34),
+    (0.72, 0.48, 0.15, 0.34),
 )
 CXR_OPACITY_CONTRAST = 0.35
 CXR_LABEL_SET_TRIES = 20

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from monai.data.utils import worker_init_fn
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -102,6 +103,7 @@ def fit(
         drop_last=len(dataset) > config.batch_size,
         generator=generator,
         persistent_workers=config.num_workers > 0,
+        worker_init_fn=worker_init_fn,  # distinct random augmentation per worker
     )
     steps_per_epoch = (
         len(loader)

@@ -16,11 +16,11 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 # Threshold used for a label whose known entries lack a positive or a negative.
 FALLBACK_THRESHOLD = 0.5
+# Bootstrap multiplicities held in memory at once (resamples x rows).
+_BOOT_CHUNK_CELLS = 4_000_000
 
 
-def known_entries(
-    y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None
-) -> np.ndarray:
+def known_entries(y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Boolean ``[N, L]`` array: True where the entry is known (mask) and both values are finite."""
     y_true = np.asarray(y_true, dtype=np.float64)
     y_score = np.asarray(y_score, dtype=np.float64)
@@ -34,7 +34,7 @@ def known_entries(
         if mask.shape != y_true.shape:
             raise ValueError(f"mask must be {y_true.shape}; got {mask.shape}")
         known &= mask.astype(bool)
-    return known
+    return np.asarray(known, dtype=bool)
 
 
 def _label_view(
@@ -65,7 +65,9 @@ def _weighted_auroc(weights: np.ndarray, targets: np.ndarray, scores: np.ndarray
     numerator = np.sum(pos_w * (neg_below + 0.5 * neg_w), axis=1)
     denominator = pos_w.sum(axis=1) * neg_w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+        return np.where(
+            denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan
+        )
 
 
 def _bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,13 +103,10 @@ def auroc_with_ci(
     n_rows, n_labels = known.shape
     if len(labels) != n_labels:
         raise ValueError(f"{len(labels)} label names for {n_labels} label columns")
-    rng = np.random.default_rng(seed)
-    counts = _bootstrap_counts(n_rows, n_boot, rng) if n_boot > 0 and n_rows > 0 else None
     low_q, high_q = 100 * alpha / 2, 100 * (1 - alpha / 2)
 
     per_label: dict[str, dict[str, Any]] = {}
-    boot_columns: list[np.ndarray] = []
-    point_estimates: list[float] = []
+    evaluable: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     excluded: list[str] = []
     for index, name in enumerate(labels):
         rows, targets, scores = _label_view(y_true, y_score, known, index)
@@ -120,41 +119,48 @@ def auroc_with_ci(
             "n_neg": n_neg,
         }
         if n_pos == 0 or n_neg == 0:
-            entry["reason"] = "no positive known entries" if n_pos == 0 else "no negative known entries"
+            entry["reason"] = (
+                "no positive known entries" if n_pos == 0 else "no negative known entries"
+            )
             excluded.append(name)
-            per_label[name] = entry
-            continue
-        auroc = float(roc_auc_score(targets, scores))
-        entry["auroc"] = auroc
-        point_estimates.append(auroc)
-        if counts is not None:
-            boot = _weighted_auroc(counts[:, rows], targets, scores)
-            boot_columns.append(boot)
-            if np.isfinite(boot).any():
-                entry["ci_low"], entry["ci_high"] = (
-                    float(v) for v in np.nanpercentile(boot, [low_q, high_q])
-                )
+        else:
+            entry["auroc"] = float(roc_auc_score(targets, scores))
+            evaluable.append((name, rows, targets, scores))
         per_label[name] = entry
 
+    point_estimates = [per_label[name]["auroc"] for name, *_ in evaluable]
     result: dict[str, Any] = {
         "per_label": per_label,
         "mean_auroc": float(np.mean(point_estimates)) if point_estimates else None,
         "mean_ci_low": None,
         "mean_ci_high": None,
-        "n_labels_evaluated": len(point_estimates),
+        "n_labels_evaluated": len(evaluable),
         "n_labels_excluded": len(excluded),
         "excluded_labels": excluded,
         "n_boot": n_boot,
         "alpha": alpha,
     }
-    if boot_columns:
-        stacked = np.stack(boot_columns, axis=1)
-        valid = np.isfinite(stacked).any(axis=1)
-        if valid.any():
-            boot_means = np.nanmean(stacked[valid], axis=1)
-            result["mean_ci_low"], result["mean_ci_high"] = (
-                float(v) for v in np.percentile(boot_means, [low_q, high_q])
+    if not evaluable or n_boot <= 0:
+        return result
+
+    # Resamples in chunks bound memory to about _BOOT_CHUNK_CELLS counts at a time.
+    boot = np.full((n_boot, len(evaluable)), np.nan)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOT_CHUNK_CELLS // n_rows)
+    for first in range(0, n_boot, chunk):
+        counts = _bootstrap_counts(n_rows, min(chunk, n_boot - first), rng)
+        for column, (_, rows, targets, scores) in enumerate(evaluable):
+            boot[first : first + counts.shape[0], column] = _weighted_auroc(
+                counts[:, rows], targets, scores
             )
+    for column, (name, *_) in enumerate(evaluable):
+        if np.isfinite(boot[:, column]).any():
+            low, high = np.nanpercentile(boot[:, column], [low_q, high_q])
+            per_label[name]["ci_low"], per_label[name]["ci_high"] = float(low), float(high)
+    valid = np.isfinite(boot).any(axis=1)
+    if valid.any():
+        low, high = np.percentile(np.nanmean(boot[valid], axis=1), [low_q, high_q])
+        result["mean_ci_low"], result["mean_ci_high"] = float(low), float(high)
     return result
 
 

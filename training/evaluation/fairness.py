@@ -2,9 +2,10 @@
 
 Each attribute (``"sex"``, ``"age_band"``, ``"race"``, ...) maps to one group value per
 sample; None, NaN, ``""`` and ``"unknown"`` all mean unknown and form the group ``"unknown"``,
-which is reported (with its size) but never compared. Groups smaller than ``min_group_size``
-are reported with ``status: "too_small"`` and their size, without metrics, and are not
-compared either. Gaps are computed over the remaining groups.
+which is reported (with its size, and its metrics when it is large enough) but never
+compared. Groups smaller than ``min_group_size`` are reported with ``status: "too_small"``
+and their size, without metrics, and are not compared either. Gaps are computed over the
+remaining groups.
 
 Result of both functions::
 
@@ -54,7 +55,9 @@ def _group_name(value: object) -> str:
 def _partition(values: Sequence[object], n_samples: int, attribute: str) -> dict[str, np.ndarray]:
     """Sample indices of each group, known groups sorted by name and "unknown" last."""
     if len(values) != n_samples:
-        raise ValueError(f"attribute {attribute!r} has {len(values)} values for {n_samples} samples")
+        raise ValueError(
+            f"attribute {attribute!r} has {len(values)} values for {n_samples} samples"
+        )
     names = np.array([_group_name(v) for v in values], dtype=object)
     ordered = sorted(set(names) - {UNKNOWN_GROUP})
     if UNKNOWN_GROUP in names:

@@ -43,13 +43,12 @@ ImageSize = tuple[int, int]
 
 def _image_sizes(image_sizes: Sequence[ImageSize] | ImageSize, n_images: int) -> list[ImageSize]:
     """One ``(height, width)`` per image, from a list or a single size shared by all."""
-    if len(image_sizes) == 2 and all(np.isscalar(v) for v in image_sizes):
-        height, width = image_sizes  # type: ignore[misc]
-        return [(int(height), int(width))] * n_images
-    sizes = [(int(h), int(w)) for h, w in image_sizes]  # type: ignore[misc]
-    if len(sizes) != n_images:
-        raise ValueError(f"{len(sizes)} image sizes for {n_images} images")
-    return sizes
+    array = np.asarray(image_sizes, dtype=np.int64)
+    if array.shape == (2,):
+        return [(int(array[0]), int(array[1]))] * n_images
+    if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] != n_images:
+        raise ValueError(f"need one (height, width) or {n_images} of them; got shape {array.shape}")
+    return [(int(h), int(w)) for h, w in array]
 
 
 # NIH ChestX-ray14's BBox_List spells one finding differently from its label list.
@@ -88,7 +87,9 @@ def _boxes_by_label(
     return grouped
 
 
-def _check_inputs(cams: np.ndarray, boxes: Sequence[Sequence[BoxLike]], labels: Sequence[str]) -> None:
+def _check_inputs(
+    cams: np.ndarray, boxes: Sequence[Sequence[BoxLike]], labels: Sequence[str]
+) -> None:
     if cams.ndim != 4:
         raise ValueError(f"cams must be [N, L, h, w]; got shape {cams.shape}")
     if len(boxes) != cams.shape[0]:
@@ -99,7 +100,11 @@ def _check_inputs(cams: np.ndarray, boxes: Sequence[Sequence[BoxLike]], labels: 
 
 def _summary(hits: np.ndarray, totals: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     per_label = {
-        name: {"accuracy": float(hits[i] / totals[i]), "hits": int(hits[i]), "total": int(totals[i])}
+        name: {
+            "accuracy": float(hits[i] / totals[i]),
+            "hits": int(hits[i]),
+            "total": int(totals[i]),
+        }
         for i, name in enumerate(labels)
         if totals[i] > 0
     }
@@ -162,9 +167,9 @@ def _upsample(cam: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized[0, 0].numpy().astype(np.float64)
 
 
-def cam_to_box(cam: np.ndarray, image_size: ImageSize, *, threshold: float = 0.5) -> tuple[
-    float, float, float, float
-] | None:
+def cam_to_box(
+    cam: np.ndarray, image_size: ImageSize, *, threshold: float = 0.5
+) -> tuple[float, float, float, float] | None:
     """Box ``(x, y, w, h)`` around the largest connected region of a CAM above ``threshold``.
 
     The CAM is upsampled to ``image_size`` (bilinear) and min-max normalised to [0, 1] first.

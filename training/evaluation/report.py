@@ -113,8 +113,7 @@ def _thresholds_md(thresholds: Mapping[str, Any]) -> list[str]:
     for name, entry in thresholds.items():
         info = entry if isinstance(entry, Mapping) else {"threshold": entry}
         rows.append(
-            [_fmt(name)]
-            + [_fmt(info.get(key)) for key in ("threshold", "tpr", "fpr", "ppv")]
+            [_fmt(name)] + [_fmt(info.get(key)) for key in ("threshold", "tpr", "fpr", "ppv")]
         )
     header = ["Label", "Threshold", "TPR", "FPR", "PPV"]
     return ["## Operating thresholds", "", *_table(header, rows)]
@@ -180,7 +179,12 @@ def _segmentation_md(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _calibration_md(calibration: Mapping[str, Any]) -> list[str]:
-    lines = ["## Calibration", "", f"Expected calibration error: **{_fmt(calibration.get('ece'))}**", ""]
+    lines = [
+        "## Calibration",
+        "",
+        f"Expected calibration error: **{_fmt(calibration.get('ece'))}**",
+        "",
+    ]
     rows = [
         [
             f"{_fmt(b.get('lower'), 2)}–{_fmt(b.get('upper'), 2)}",
@@ -209,7 +213,11 @@ def _fairness_md(fairness: Mapping[str, Any]) -> list[str]:
         rows = []
         for group, entry in result.get("groups", {}).items():
             status = entry.get("status", "")
-            cells = [_fmt(group), status if status == "ok" else f"**{status}**", _fmt(entry.get("n"))]
+            cells = [
+                _fmt(group),
+                status if status == "ok" else f"**{status}**",
+                _fmt(entry.get("n")),
+            ]
             for metric in metric_names:
                 cell = _fmt(entry.get(metric))
                 if metric == "mean_auroc" and entry.get("mean_auroc_ci_low") is not None:
@@ -259,7 +267,9 @@ def _title(ax_title: str, synthetic: bool) -> str:
     return f"{ax_title}\n{SYNTHETIC_BANNER}" if synthetic else ax_title
 
 
-def _plot_roc(path: Path, curves: Mapping[str, Any], metrics: Mapping[str, Any], synthetic: bool) -> None:
+def _plot_roc(
+    path: Path, curves: Mapping[str, Any], metrics: Mapping[str, Any], synthetic: bool
+) -> None:
     per_label = (metrics.get("classification") or {}).get("per_label", {})
     fig = Figure(figsize=(7.5, 6.5))
     ax = fig.subplots()
@@ -268,7 +278,7 @@ def _plot_roc(path: Path, curves: Mapping[str, Any], metrics: Mapping[str, Any],
         fpr, tpr = _curve_arrays(curve)
         auroc = per_label.get(name, {}).get("auroc")
         label = f"{name} ({auroc:.3f})" if isinstance(auroc, float) else str(name)
-        ax.plot(fpr, tpr, lw=1.2, color=colours(index % 20), label=label)
+        ax.plot(fpr, tpr, lw=1.2, color=colours((2 * index + index // 10) % 20), label=label)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
     ax.set_title(_title("ROC curves per label", synthetic), fontsize=10)
@@ -286,7 +296,14 @@ def _plot_reliability(path: Path, calibration: Mapping[str, Any], synthetic: boo
         centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
         widths = [b["upper"] - b["lower"] for b in bins]
         fractions = [b["fraction_positive"] for b in bins]
-        ax.bar(centres, fractions, width=widths, alpha=0.6, edgecolor="black", label="fraction positive")
+        ax.bar(
+            centres,
+            fractions,
+            width=widths,
+            alpha=0.6,
+            edgecolor="black",
+            label="fraction positive",
+        )
         confidences = [b["mean_confidence"] for b in bins]
         ax.plot(confidences, fractions, marker="o", color="tab:red", label="observed")
     ax.set(xlabel="Predicted probability", ylabel="Fraction positive", xlim=(0, 1), ylim=(0, 1))
@@ -310,7 +327,9 @@ def _plot_fairness(
 ) -> None:
     metric_names = _fairness_bar_metrics(task, result)
     groups = [
-        g for g, e in result.get("groups", {}).items() if any(e.get(m) is not None for m in metric_names)
+        g
+        for g, e in result.get("groups", {}).items()
+        if any(e.get(m) is not None for m in metric_names)
     ]
     fig = Figure(figsize=(max(6.0, 1.2 * len(groups) * max(1, len(metric_names)) / 2), 4.8))
     ax = fig.subplots()
@@ -321,7 +340,8 @@ def _plot_fairness(
         heights = [np.nan if h is None else float(h) for h in heights]
         ax.bar(x + (index - (len(metric_names) - 1) / 2) * width, heights, width, label=metric)
     labels = [
-        f"{g}\nn={result['groups'][g]['n']}" + (" (unknown)" if result["groups"][g]["status"] == "unknown" else "")
+        f"{g}\nn={result['groups'][g]['n']}"
+        + (" (unknown)" if result["groups"][g]["status"] == "unknown" else "")
         for g in groups
     ]
     ax.set_xticks(x, labels, fontsize=8)
@@ -383,7 +403,12 @@ def write_report(
 
     lines = [f"# {title}", ""]
     if synthetic:
-        lines += [f"> **⚠️ {SYNTHETIC_BANNER}.**", ">", "> Figures below come from synthetic data.", ""]
+        lines += [
+            f"> **⚠️ {SYNTHETIC_BANNER}.**",
+            ">",
+            "> Figures below come from synthetic data.",
+            "",
+        ]
     lines += [f"Task: `{task}` · generated {document['generated_at']}", ""]
     known = {"classification", "thresholds", "localization", "segmentation"}
     if metrics.get("classification"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ def sliding_window_predict(
     sw_batch_size: int = 2,
     mode: str = "gaussian",
 ) -> np.ndarray:
-    """Region probabilities ``[C, X, Y, Z]`` (sigmoid of the logits) for one ``[4, X, Y, Z]`` volume.
+    """Region probabilities ``[C, X, Y, Z]`` (sigmoid of the logits) of one ``[4, X, Y, Z]`` volume.
 
     Runs ``monai.inferers.sliding_window_inference`` with the model in eval mode and no
     gradients, on the device of the model's parameters; the model's train/eval mode is restored
@@ -91,9 +92,14 @@ def dice_hd95(
         p_tensor = torch.from_numpy(p)[None, None].float()
         t_tensor = torch.from_numpy(t)[None, None].float()
         dice = compute_dice(p_tensor, t_tensor, include_background=True)
-        hd95 = compute_hausdorff_distance(
-            p_tensor, t_tensor, include_background=True, percentile=95, spacing=spacing
-        )
+        with warnings.catch_warnings():
+            # MONAI 1.6 passes its own deprecated argument to get_mask_edges internally.
+            warnings.filterwarnings(
+                "ignore", message=".*always_return_as_numpy", category=FutureWarning
+            )
+            hd95 = compute_hausdorff_distance(
+                p_tensor, t_tensor, include_background=True, percentile=95, spacing=spacing
+            )
         results[name] = {"dice": float(dice.item()), "hd95": float(hd95.item())}
     return results
 

@@ -26,6 +26,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _preset_kwargs(name: str) -> dict[str, Any]:
+    if name not in _PRESETS:
+        raise ValueError(f"unknown BraTS preset {name!r}; choose one of {sorted(_PRESETS)}")
+    return dict(_PRESETS[name])
+
+
 def preset(name: BratsPresetName) -> dict[str, Any]:
     """Keyword arguments of ``build_brats_net`` for a named configuration (a fresh dict).
 
@@ -33,9 +39,7 @@ def preset(name: BratsPresetName) -> dict[str, Any]:
     input sizes work) but is small enough to train on CPU, for demo training on synthetic
     data and tests, and is not a clinical model.
     """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown BraTS preset {name!r}; choose one of {sorted(_PRESETS)}")
-    return dict(_PRESETS[name])
+    return _preset_kwargs(name)
 
 
 def build_brats_net(
@@ -43,24 +47,36 @@ def build_brats_net(
     strides: Sequence[int] = (2, 2, 2),
     num_res_units: int = 2,
     dropout: float = 0.0,
+    *,
+    preset: BratsPresetName | None = None,
 ) -> nn.Module:
     """A MONAI 3D ``UNet`` with residual units: 4 MRI channels in, 3 region logits out.
 
-    Each spatial size of the input must be divisible by the product of ``strides`` (8 by
-    default); sliding-window inference uses such a patch size. The output has the input's
-    spatial size and holds logits (no sigmoid) for ET, TC and WT in that order.
+    ``preset`` (keyword only) takes ``channels``, ``strides`` and ``num_res_units`` from the
+    named configuration instead; combining it with other values for those raises
+    ``ValueError``. Each spatial size of the input must be divisible by the product of
+    ``strides`` (8 by default); sliding-window inference uses such a patch size. The output
+    has the input's spatial size and holds logits (no sigmoid) for ET, TC and WT in order.
     """
-    if len(strides) != len(channels) - 1:
+    architecture: dict[str, Any] = {
+        "channels": tuple(channels),
+        "strides": tuple(strides),
+        "num_res_units": num_res_units,
+    }
+    if preset is not None:
+        if architecture != _PRESETS["default"]:
+            raise ValueError("pass either preset or channels/strides/num_res_units, not both")
+        architecture = _preset_kwargs(preset)
+    if len(architecture["strides"]) != len(architecture["channels"]) - 1:
         raise ValueError(
-            f"need one stride per down-sampling step: {len(channels)} channel levels "
-            f"take {len(channels) - 1} strides, got {len(strides)}"
+            f"need one stride per down-sampling step: {len(architecture['channels'])} channel "
+            f"levels take {len(architecture['channels']) - 1} strides, "
+            f"got {len(architecture['strides'])}"
         )
     return UNet(
         spatial_dims=3,
         in_channels=len(MRI_CHANNELS),
         out_channels=len(BRATS_REGIONS),
-        channels=tuple(channels),
-        strides=tuple(strides),
-        num_res_units=num_res_units,
         dropout=dropout,
+        **architecture,
     )

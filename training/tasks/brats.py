@@ -179,8 +179,8 @@ def evaluate(
     fairness = segmentation_fairness(per_case, groups, min_group_size=config.min_group_size)
     summary_stats = summarise_cases(per_case)
     metrics = {
+        "segmentation": summary_stats,
         "per_case": per_case,
-        "summary": summary_stats,
         "n_cases": len(records),
         "skipped": [line for report in skipped for line in report.skipped],
         "model": {k: meta.get(k) for k in ("preset", "roi", "threshold")},

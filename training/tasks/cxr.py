@@ -260,20 +260,26 @@ def evaluate(
         min_group_size=min_group_size,
     )  # fmt: skip
     metrics = {
-        "auroc": auroc,
-        "thresholds": dict(zip(CXR_LABELS, thresholds.tolist(), strict=True)),
-        "rates": rates,
-        "ece": ece,
-        "pointing_game": pointing,
-        "cam_box_iou": iou,
+        "classification": auroc,
+        "thresholds": {
+            label: {
+                "threshold": float(thresholds[k]),
+                "tpr": float(rates["tpr"][k]),
+                "fpr": float(rates["fpr"][k]),
+                "ppv": float(rates["ppv"][k]),
+            }
+            for k, label in enumerate(CXR_LABELS)
+        },
+        "localization": {"pointing_game": pointing, "cam_iou": iou},
         "n_images": len(records),
         "skipped": [line for report in skipped for line in report.skipped],
         "model": {k: meta.get(k) for k in ("preset", "input_size", "mean", "std")},
     }
     paths = write_report(
         out_dir, title="Chest X-ray classifier evaluation", task="cxr", metrics=metrics,
-        fairness=fairness, curves=roc_curves(result.labels, result.probs, result.mask),
-        calibration=bins, synthetic=bool(meta.get("synthetic_data")),
+        fairness=fairness,
+        curves=roc_curves(result.labels, result.probs, result.mask, labels=CXR_LABELS),
+        calibration={"ece": ece, "bins": bins}, synthetic=bool(meta.get("synthetic_data")),
     )  # fmt: skip
     summary = {
         "mean_auroc": auroc["mean_auroc"],
@@ -282,7 +288,7 @@ def evaluate(
         "pointing_game": pointing["accuracy"],
         "cam_box_iou": iou["mean_iou"],
         "ece": ece,
-        "skipped": len(metrics["skipped"]),
+        "skipped": len(metrics["skipped"]),  # type: ignore[arg-type]
     }
     return summary, paths
 
