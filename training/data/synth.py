@@ -74,25 +74,25 @@ GROUP_ATTRIBUTES: tuple[str, ...] = ("race", "sex", "age_band")
 
 # One appearance per label, in CXR_LABELS order: (shape family, half-size / image size).
 CXR_OPACITY_SHAPES: tuple[tuple[str, float], ...] = (
-    ("horizontal_bar", 0.07),  # Atelectasis
-    ("ring", 0.07),  # Cardiomegaly
-    ("grating_0", 0.07),  # Effusion: stripes along x
-    ("grating_90", 0.07),  # Infiltration: stripes along y
-    ("disc", 0.095),  # Mass: large filled disc
-    ("disc", 0.05),  # Nodule: small filled disc
-    ("checker", 0.07),  # Pneumonia
-    ("dark_disc", 0.07),  # Pneumothorax: hyperlucent
-    ("cross", 0.07),  # Consolidation
-    ("grating_45", 0.07),  # Edema
-    ("grating_135", 0.07),  # Emphysema
-    ("saltire", 0.07),  # Fibrosis: an X
-    ("vertical_bar", 0.07),  # Pleural_Thickening
-    ("target", 0.07),  # Hernia: dot inside a ring
+    ("horizontal_bar", 0.085),  # Atelectasis
+    ("ring", 0.085),  # Cardiomegaly
+    ("grating_0", 0.085),  # Effusion: stripes along x
+    ("grating_90", 0.085),  # Infiltration: stripes along y
+    ("disc", 0.115),  # Mass: large filled disc
+    ("disc", 0.055),  # Nodule: small filled disc
+    ("checker", 0.085),  # Pneumonia
+    ("dark_disc", 0.085),  # Pneumothorax: hyperlucent
+    ("cross", 0.085),  # Consolidation
+    ("grating_45", 0.085),  # Edema
+    ("grating_135", 0.085),  # Emphysema
+    ("saltire", 0.085),  # Fibrosis: an X
+    ("vertical_bar", 0.085),  # Pleural_Thickening
+    ("target", 0.085),  # Hernia: dot inside a ring
 )
 # Lung fields (centre x, centre y, semi-axis x, semi-axis y), in fractions of the size.
 CXR_LUNG_FIELDS: tuple[tuple[float, float, float, float], ...] = (
-    (0.28, 0.48, 0.15, 0.34),
-    (0.72, 0.48, 0.15, 0.34),
+    (0.27, 0.48, 0.16, 0.36),
+    (0.73, 0.48, 0.16, 0.36),
 )
 CXR_OPACITY_CONTRAST = 0.35
 CXR_LABEL_SET_TRIES = 20

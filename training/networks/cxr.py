@@ -19,7 +19,7 @@ from torch import nn
 from training.labels import CXR_LABELS
 
 AttentionKind = Literal["cbam", "none"]
-CxrPresetName = Literal["densenet121", "tiny"]
+CxrPresetName = Literal["densenet121", "demo", "tiny"]
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # The clinical architecture: DenseNet-121 (CheXNet) with CBAM before pooling.
@@ -27,6 +27,14 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "init_features": 64,
         "growth_rate": 32,
         "block_config": (6, 12, 24, 16),
+        "attention": "cbam",
+    },
+    # Not the clinical architecture: a small DenseNet with three dense blocks (stride 16, so
+    # a 128² input gives an 8×8 CAM) that trains on CPU in minutes, for the synthetic demo.
+    "demo": {
+        "init_features": 16,
+        "growth_rate": 12,
+        "block_config": (2, 4, 4),
         "attention": "cbam",
     },
     # Not the clinical architecture: ~28 thousand parameters with the same layout (four
@@ -49,7 +57,8 @@ def _preset_kwargs(name: str) -> dict[str, Any]:
 def preset(name: CxrPresetName) -> dict[str, Any]:
     """Constructor keyword arguments of a named ``CxrNet`` configuration (a fresh dict).
 
-    ``"densenet121"`` is the clinical architecture. ``"tiny"`` keeps the layout (four dense
+    ``"densenet121"`` is the clinical architecture. ``"demo"`` (three blocks, stride 16)
+    is the CPU demo model for synthetic data. ``"tiny"`` keeps the layout (four dense
     blocks, stride 32, CBAM) but is small enough to train on CPU; it exists for demo training
     on synthetic data and for tests, and is not a clinical model.
     """
