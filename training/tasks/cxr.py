@@ -194,7 +194,7 @@ def predict(
         if with_cams:
             assert isinstance(model, CxrNet)
             logits, cam = model.forward_with_cam(images)
-            cams.append(F.interpolate(cam, size=images.shape[-2:], mode="bilinear").cpu().numpy())
+            cams.append(F.interpolate(cam, size=images.shape[-2:], mode="bicubic").cpu().numpy())
         else:
             logits = model(images)
         probs.append(torch.sigmoid(logits.float()).cpu().numpy())
