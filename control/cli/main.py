@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from control.cli import audit, db, ingest, serve, users
+from control.cli import audit, db, ingest, serve, triton, users
 from training import cli as training_cli
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.command("ingest")(ingest.ingest)
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(triton.app, name="triton")
 # Training commands live in the training package; their modules import torch only when run.
 app.add_typer(training_cli.data_app, name="data")
 app.add_typer(training_cli.train_app, name="train")

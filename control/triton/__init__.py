@@ -1,0 +1,1 @@
+"""Triton Inference Server: a local server manager and an async gRPC client."""

@@ -1,0 +1,139 @@
+"""``medvision export cxr|brats``: checkpoint → Triton model repository (+ MLflow registry).
+
+Torch, onnx and MLflow are imported only when a command runs, so mounting this app keeps
+``medvision --help`` light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import typer
+
+app = typer.Typer(
+    help="Export a trained model into the Triton model repository.", no_args_is_help=True
+)
+
+CheckpointOption = typer.Option(None, "--checkpoint", help="checkpoint file (best.pt)")
+MlflowModelOption = typer.Option(
+    None, "--mlflow-model", help="registered checkpoint, models:/NAME/VERSION"
+)
+RepositoryOption = typer.Option(
+    Path("model_repository"), "--repository", help="Triton model repository folder"
+)
+FormatOption = typer.Option(
+    "python-onnx",
+    "--format",
+    help="onnx (ONNX Runtime backend), tensorrt (FP16 plan, needs a CUDA GPU) or "
+    "python-onnx (Python backend running onnxruntime)",
+)
+VersionOption = typer.Option(None, "--version", help="model version (default: next free)")
+ForceOption = typer.Option(False, "--force", help="replace an existing version")
+RegisterOption = typer.Option(
+    None, "--register", help="register the exported model in MLflow under this name"
+)
+GpuOption = typer.Option(
+    None, "--gpu/--cpu", help="instance kind (default: GPU except for python-onnx)"
+)
+MaxBatchOption = typer.Option(8, "--max-batch-size", help="Triton max_batch_size")
+InstancesOption = typer.Option(1, "--instance-count", help="model instances per device")
+ParityDicomOption = typer.Option(
+    None, "--parity-dicom", help="radiograph DICOM also used for the parity check (cxr)"
+)
+
+
+def _run(
+    kind: Literal["cxr", "brats"],
+    checkpoint: Path | None,
+    mlflow_model: str | None,
+    repository: Path,
+    format: str,
+    version: int | None,
+    force: bool,
+    register: str | None,
+    gpu: bool | None,
+    max_batch_size: int,
+    instance_count: int,
+    parity_dicom: list[Path] | None = None,
+) -> None:
+    from export.repository import FORMATS, ExportError, export_model
+
+    try:
+        if format not in FORMATS:
+            raise ExportError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        real_inputs = None
+        if parity_dicom:
+            from export.onnx_export import load_network
+            from export.parity import cxr_input_from_dicom
+
+            if checkpoint is None:
+                raise ExportError("--parity-dicom needs --checkpoint")
+            _model, meta = load_network(kind, checkpoint)
+            real_inputs = [cxr_input_from_dicom(path, meta) for path in parity_dicom]
+        result = export_model(
+            kind, checkpoint=checkpoint, mlflow_model=mlflow_model, repository=repository,
+            format=format,  # type: ignore[arg-type]
+            version=version, force=force, register=register, gpu=gpu,
+            max_batch_size=max_batch_size, instance_count=instance_count,
+            real_inputs=real_inputs,
+        )  # fmt: skip
+    except (ExportError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(
+        f"exported {result.model_name} version {result.version}: {result.model_version_label}"
+    )
+    typer.echo(f"parity: {result.parity.summary()}")
+    for path in result.paths:
+        typer.echo(f"wrote {path}")
+    for path in result.updated_configs:
+        typer.echo(f"updated parameters in {path}")
+    if result.registered is not None:
+        registered = result.registered
+        typer.echo(
+            f"registered {registered.name} version {registered.version} ({registered.source})"
+        )
+
+
+@app.command("cxr")
+def cxr(
+    checkpoint: Path | None = CheckpointOption,
+    mlflow_model: str | None = MlflowModelOption,
+    repository: Path = RepositoryOption,
+    format: str = FormatOption,
+    version: int | None = VersionOption,
+    force: bool = ForceOption,
+    register: str | None = RegisterOption,
+    gpu: bool | None = GpuOption,
+    max_batch_size: int = MaxBatchOption,
+    instance_count: int = InstancesOption,
+    parity_dicom: list[Path] | None = ParityDicomOption,
+) -> None:
+    """Export the chest X-ray classifier as cxr_net (IMAGE → LOGITS, CAMS)."""
+    _run(
+        "cxr", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
+        max_batch_size, instance_count, parity_dicom,
+    )  # fmt: skip
+
+
+@app.command("brats")
+def brats(
+    checkpoint: Path | None = CheckpointOption,
+    mlflow_model: str | None = MlflowModelOption,
+    repository: Path = RepositoryOption,
+    format: str = FormatOption,
+    version: int | None = VersionOption,
+    force: bool = ForceOption,
+    register: str | None = RegisterOption,
+    gpu: bool | None = GpuOption,
+    max_batch_size: int = MaxBatchOption,
+    instance_count: int = InstancesOption,
+) -> None:
+    """Export the BraTS segmentation network as brats_net (PATCH → LOGITS)."""
+    _run(
+        "brats", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
+        max_batch_size, instance_count,
+    )  # fmt: skip
