@@ -53,7 +53,12 @@ def _network_model(
     input_spec: tuple[str, list[int]],
     outputs: dict[str, list[int]],
 ) -> None:
-    """An ONNX network served by export's onnxruntime runner, batching up to MAX_BATCH."""
+    """An ONNX network served by export's onnxruntime runner, batching up to MAX_BATCH.
+
+    The exporter restores the module's train/eval flags afterwards, so ``module`` must be
+    in eval mode already (a fresh ``CamWrapper`` is not: it would switch the net to training).
+    """
+    assert not module.training
     version = repository / name / "1"
     version.mkdir(parents=True)
     example = torch.randn(2, *input_spec[1])
@@ -101,7 +106,7 @@ def client(
     _network_model(
         repository,
         "cxr_net",
-        CamWrapper(cxr),
+        CamWrapper(cxr).eval(),
         ("IMAGE", [1, SIZE, SIZE]),
         {"LOGITS": [14], "CAMS": [14, *cam_size]},
     )
@@ -131,9 +136,11 @@ def client(
         "grpc_port": find_free_port(),
         "metrics_port": find_free_port(),
     }
-    with TritonServer(repository, **ports) as server:
-        with InferenceServerClient(server.url_grpc) as triton:
-            yield triton
+    with (
+        TritonServer(repository, **ports) as server,
+        InferenceServerClient(server.url_grpc) as triton,
+    ):
+        yield triton
 
 
 def _infer(
@@ -316,15 +323,3 @@ def test_network_errors_reach_the_caller_through_bls(client: InferenceServerClie
     small = brain_zscore(_brain_volume((16, 16, 16), seed=8))
     result = _infer(client, "brats_segment_oversized", {"VOLUME_NORM": (small, "FP32")})
     assert result["PROBABILITIES"].shape == (3, 16, 16, 16)
-
-
-def test_debug(client, networks) -> None:
-    pixels = _ct_small_pixels()
-    pre = _infer(client, "cxr_preprocess", {"PIXELS": (pixels, "UINT16"), "INVERT": (np.array([False]), "BOOL")})
-    image, geometry = pixels_module.preprocess_pixels(pixels, invert=False, size=SIZE, mean=MEAN, std=STD)
-    print("pre diff", np.abs(pre["IMAGE"] - image).max(), pre["GEOMETRY"], geometry)
-    net = _infer(client, "cxr_net", {"IMAGE": (image, "FP32")})
-    with torch.no_grad():
-        logits, cams = networks[0].forward_with_cam(torch.from_numpy(image))
-    print("net diff", np.abs(net["LOGITS"] - logits.numpy()).max(), np.abs(net["CAMS"] - cams.numpy()).max())
-    assert False
