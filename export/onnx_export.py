@@ -78,6 +78,7 @@ def export_onnx(
         warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")
         # The TorchScript exporter is the one chosen here (the dynamo one needs onnxscript);
         # its deprecation notes and tracer notes about shape checks are expected.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
         torch.onnx.export(

@@ -24,13 +24,19 @@ def data_dir() -> Path:
     return Path(os.environ.get("MEDVISION_DATA_DIR", "./var")).resolve()
 
 
+_default_uri: str | None = None  # the local store URI this module set (MLflow exports it)
+
+
 def configure(experiment: str) -> str:
     """Point MLflow at the configured store and select ``experiment``; returns its id."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    global _default_uri
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not user_uri or user_uri == _default_uri:
         root = data_dir() / "mlflow"
         root.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-        artifacts = (root / "artifacts").as_uri()
+        _default_uri = f"sqlite:///{root / 'mlflow.db'}"
+        mlflow.set_tracking_uri(_default_uri)
+        artifacts: str | None = (root / "artifacts").as_uri()
     else:
         artifacts = None
     found = mlflow.get_experiment_by_name(experiment)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from control.cli import audit, db, ingest, serve, triton, users
+from export import cli as export_cli
 from training import cli as training_cli
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app.add_typer(triton.app, name="triton")
 app.add_typer(training_cli.data_app, name="data")
 app.add_typer(training_cli.train_app, name="train")
 app.add_typer(training_cli.evaluate_app, name="evaluate")
+app.add_typer(export_cli.app, name="export")
 
 
 if __name__ == "__main__":

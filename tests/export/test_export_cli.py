@@ -170,7 +170,10 @@ def test_parity_failure_writes_nothing(checkpoints: dict[str, Path], tmp_path: P
 
 
 def test_register_and_export_from_registry(
-    checkpoints: dict[str, Path], repository: Path, mlflow_home: Path
+    checkpoints: dict[str, Path],
+    repository: Path,
+    mlflow_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow import MlflowClient
 
@@ -179,6 +182,9 @@ def test_register_and_export_from_registry(
     with tracking.run("medvision-cxr", "train-for-test", {"preset": "tiny"}) as train_run:
         tracking.log_artifacts([checkpoints["cxr"]], "checkpoint")
     tracking.register_checkpoint("cxr-checkpoint", train_run)
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, after which tracking.configure
+    # would create the export experiment with MLflow's default ./mlruns artifact root.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _invoke(
         "cxr", "--mlflow-model", "models:/cxr-checkpoint/1", "--repository", repository,
         "--register", "cxr-triton",
@@ -191,6 +197,7 @@ def test_register_and_export_from_registry(
     assert version.source.endswith("/cxr_net")
     artifacts = {f.path for f in MlflowClient().list_artifacts(version.run_id, "cxr_net/1")}
     assert {"cxr_net/1/model.onnx", "cxr_net/1/model.py"} <= artifacts
+    assert version.source.startswith((mlflow_home / "mlflow" / "artifacts").as_uri())
     assert (mlflow_home / "mlflow" / "mlflow.db").is_file()
     missing = _invoke("cxr", "--mlflow-model", "models:/nope/1", "--repository", repository)
     assert missing.exit_code == 1 and "error:" in missing.output

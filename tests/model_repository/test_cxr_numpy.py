@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.model_repository.helpers import load_model_module, reference_bits, reference_cam_uint8
-from training.data.preprocess import undo_resize_with_padding, xray_to_float
+from training.data.preprocess import resize, undo_resize_with_padding, xray_to_float
 from training.data.transforms import cxr_eval_transforms
 
 pixels_module = load_model_module("cxr_preprocess", "cxr_pixels")
@@ -75,23 +75,35 @@ def test_bad_pixels_are_rejected(shape: tuple[int, ...], message: str) -> None:
 @pytest.mark.parametrize(
     ("cam_shape", "size"), [((2, 2), (64, 64)), ((7, 7), (224, 224)), ((3, 5), (50, 81))]
 )
-def test_bicubic_upsampling_matches_torch(
-    cam_shape: tuple[int, int], size: tuple[int, int]
-) -> None:
+def test_bicubic_matrices_match_torch(cam_shape: tuple[int, int], size: tuple[int, int]) -> None:
     rng = np.random.default_rng(2)
     cams = rng.normal(size=(14, *cam_shape)).astype(np.float32)
     expected = F.interpolate(
         torch.from_numpy(cams)[None], size=size, mode="bicubic", align_corners=False
     )[0].numpy()
-    np.testing.assert_allclose(cams_module.upsample_bicubic(cams, size), expected, atol=1e-5)
+    rows = cams_module.bicubic_matrix(cam_shape[0], size[0])
+    columns = cams_module.bicubic_matrix(cam_shape[1], size[1])
+    np.testing.assert_allclose(rows @ cams @ columns.T, expected, atol=1e-5)
 
 
-def test_cams_to_image_matches_the_torch_reference() -> None:
+@pytest.mark.parametrize(
+    ("shape", "out"), [((64, 40), (90, 57)), ((64, 64), (20, 300)), ((5, 9), (5, 9))]
+)
+def test_resize_matrices_match_training_resize(
+    shape: tuple[int, int], out: tuple[int, int]
+) -> None:
+    image = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    rows = cams_module.resize_matrix(shape[0], out[0])
+    columns = cams_module.resize_matrix(shape[1], out[1])
+    np.testing.assert_allclose(rows @ image @ columns.T, resize(image, out), atol=1e-5)
+
+
+@pytest.mark.parametrize("original", [(90, 57), (128, 128), (20, 10), (31, 700), (600, 450)])
+def test_cams_to_image_matches_the_torch_reference(original: tuple[int, int]) -> None:
     """Bicubic (torch) to the input size, crop the padding, resize, min-max per label."""
     rng = np.random.default_rng(3)
     cams = rng.normal(size=(14, 2, 2)).astype(np.float32)
     cams[3] = 1.5  # a constant map scales to zeros
-    original = (90, 57)
     _, geometry = pixels_module.preprocess_pixels(
         np.zeros(original, dtype=np.uint16), invert=False, size=64, mean=0.0, std=1.0
     )

@@ -8,6 +8,7 @@ export's onnxruntime runner, and the pre/post parameters are filled as export wo
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,16 +64,18 @@ def _network_model(
     version.mkdir(parents=True)
     example = torch.randn(2, *input_spec[1])
     names = [input_spec[0], *outputs]
-    torch.onnx.export(
-        module,
-        (example,),
-        str(version / "model.onnx"),
-        input_names=[input_spec[0]],
-        output_names=list(outputs),
-        dynamic_axes={n: {0: "batch"} for n in names},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the legacy exporter's notes about MONAI's layers
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(version / "model.onnx"),
+            input_names=[input_spec[0]],
+            output_names=list(outputs),
+            dynamic_axes={n: {0: "batch"} for n in names},
+            opset_version=17,
+            dynamo=False,
+        )
     shutil.copyfile(RUNNER, version / "model.py")
     config = pb.ModelConfig(name=name, backend="python", max_batch_size=MAX_BATCH)
     config.input.add(name=input_spec[0], data_type=pb.TYPE_FP32, dims=input_spec[1])
@@ -218,7 +221,7 @@ def test_cxr_matches_the_pytorch_pipeline(
 @pytest.mark.parametrize(
     ("pixels", "datatype", "message"),
     [
-        (np.zeros((32, 32), dtype=np.float32), "FP32", "data type"),
+        (np.zeros((32, 32), dtype=np.float32), "FP32", "data-type"),
         (np.zeros((1, 32, 32), dtype=np.uint16), "UINT16", "shape"),
         (np.zeros((0, 32), dtype=np.uint16), "UINT16", "empty"),
         (np.zeros((1001, 1000), dtype=np.uint16), "UINT16", "more than"),
@@ -228,12 +231,13 @@ def test_cxr_matches_the_pytorch_pipeline(
 def test_cxr_bad_input_is_an_error_and_the_model_keeps_serving(
     client: InferenceServerClient, pixels: np.ndarray, datatype: str, message: str
 ) -> None:
-    with pytest.raises(InferenceServerException, match=message):
+    with pytest.raises(InferenceServerException, match=message) as error:
         _infer(
             client,
             "cxr",
             {"PIXELS": (pixels, datatype), "INVERT": (np.array([False]), "BOOL")},
         )
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
     good = _cxr(client, _ct_small_pixels(), False)
     assert good["CAM"].shape == (14, 128, 128)
 
@@ -302,8 +306,9 @@ def test_brats_bad_input_is_an_error_and_the_model_keeps_serving(
     client: InferenceServerClient, volume: np.ndarray, message: str
 ) -> None:
     spacing = np.ones(3, dtype=np.float32)
-    with pytest.raises(InferenceServerException, match=message):
+    with pytest.raises(InferenceServerException, match=message) as error:
         _infer(client, "brats", {"VOLUME": (volume, "FP32"), "SPACING_MM": (spacing, "FP32")})
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
     _brats_ok(client)
 
 
@@ -318,8 +323,9 @@ def test_brats_bad_spacing_is_an_error(client: InferenceServerClient) -> None:
 def test_network_errors_reach_the_caller_through_bls(client: InferenceServerClient) -> None:
     """Window batches above brats_net's max_batch_size fail there; the error comes back."""
     volume = brain_zscore(_brain_volume((40, 40, 40), seed=7))
-    with pytest.raises(InferenceServerException, match="brats_net"):
+    with pytest.raises(InferenceServerException, match="brats_net") as error:
         _infer(client, "brats_segment_oversized", {"VOLUME_NORM": (volume, "FP32")})
+    assert error.value.status() == "StatusCode.INTERNAL"
     small = brain_zscore(_brain_volume((16, 16, 16), seed=8))
     result = _infer(client, "brats_segment_oversized", {"VOLUME_NORM": (small, "FP32")})
     assert result["PROBABILITIES"].shape == (3, 16, 16, 16)
