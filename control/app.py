@@ -26,6 +26,7 @@ from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
 from control.domain.cases.controllers import CaseController
+from control.domain.models.controllers import ModelController
 from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StudyController,
             CaseController,
             AuditController,
+            ModelController,
         ],
         state=State(state),
         dependencies={"db_session": Provide(provide_db_session)},

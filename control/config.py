@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     redis_url: str | None = None
     triton_url: str = "127.0.0.1:8001"
+    triton_required: bool = Field(default=True, description="/ready fails while Triton is down")
 
     secret_key: str | None = Field(default=None, description="JWT signing key (>= 32 chars)")
     deid_key: str | None = Field(default=None, description="key for pseudonymous UIDs")

@@ -137,3 +137,15 @@ def brats(
         "brats", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
         max_batch_size, instance_count,
     )  # fmt: skip
+
+
+@app.command("demo")
+def demo(repository: Path = RepositoryOption) -> None:
+    """Build synthetic demo models (not clinical) for any network the repository lacks."""
+    from export.demo import BANNER, ensure_demo_models
+
+    built = ensure_demo_models(repository)
+    if built:
+        typer.secho(f"built {', '.join(built)} — {BANNER}", fg=typer.colors.YELLOW)
+    else:
+        typer.echo("cxr_net and brats_net already exported; nothing to build")

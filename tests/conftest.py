@@ -95,6 +95,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key=SECRET,
         log_json=True,
         login_max_failures=3,
+        triton_required=False,
     )
 
 

@@ -42,6 +42,14 @@ async def _timed(check: str, state: State) -> CheckOut:
                 await session.execute(text("SELECT 1"))
         elif check == "storage":
             await state.store.ping()
+        elif check == "triton":
+            from control.triton.client import TritonClient
+
+            async with TritonClient(
+                state.settings.triton_url, timeout_s=2.0, retries=0, use_shared_memory=False
+            ) as client:
+                if not await client.is_ready():
+                    return CheckOut(False, f"Triton at {state.settings.triton_url} is not ready")
     except Exception as exc:
         return CheckOut(False, f"{type(exc).__name__}: {exc}"[:300])
     return CheckOut(True, None, round((time.perf_counter() - started) * 1000, 2))
@@ -49,7 +57,11 @@ async def _timed(check: str, state: State) -> CheckOut:
 
 @get("/ready", operation_id="ready", tags=["system"], security=[])
 async def ready(state: State) -> Response[ReadyOut]:
-    """Whether the database and the object store answer; 503 when one does not."""
-    checks = {name: await _timed(name, state) for name in ("database", "storage")}
-    ok = all(check.ok for check in checks.values())
+    """Whether the database, the object store and Triton answer; 503 when one does not.
+
+    With MEDVISION_TRITON_REQUIRED=false, Triton is reported but does not gate readiness.
+    """
+    checks = {name: await _timed(name, state) for name in ("database", "storage", "triton")}
+    required = ["database", "storage"] + (["triton"] if state.settings.triton_required else [])
+    ok = all(checks[name].ok for name in required)
     return Response(ReadyOut(ok, checks), status_code=200 if ok else 503)

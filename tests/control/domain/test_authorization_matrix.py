@@ -49,7 +49,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cases/{case_id:uuid}/claim"): frozenset({RADIOLOGIST}),
     ("GET", "/api/audit"): frozenset({ADMIN}),
     ("GET", "/api/audit/verify"): frozenset({ADMIN}),
+    ("GET", "/api/models"): ALL_ROLES,
 }
+
+# Routes that talk to Triton: with no Triton in these tests an allowed caller gets 503.
+NEEDS_TRITON = {("GET", "/api/models")}
 
 PUBLIC_PATHS = {"/health", "/ready", "/api/auth/token"}
 
@@ -274,7 +278,10 @@ async def test_route_access_by_role_and_token(client, accounts, key) -> None:
                 response.status_code,
                 response.text,
             )
-            assert response.status_code < 500, (role, response.status_code, response.text)
+            if key in NEEDS_TRITON and response.status_code == 503:
+                assert response.json()["code"] == "inference_unavailable", response.text
+            else:
+                assert response.status_code < 500, (role, response.status_code, response.text)
         else:
             assert response.status_code == 403, (role, response.status_code, response.text)
             assert response.json()["code"] == "permission_denied", (role, response.text)

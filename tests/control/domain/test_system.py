@@ -17,7 +17,9 @@ async def test_health_and_ready(client):
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True
-    assert set(body["checks"]) == {"database", "storage"}
+    assert set(body["checks"]) == {"database", "storage", "triton"}
+    # No Triton in this test and MEDVISION_TRITON_REQUIRED=false: reported, not gating.
+    assert body["checks"]["triton"]["ok"] is False
 
 
 async def test_ready_reports_an_unreachable_store(settings, s3_server):

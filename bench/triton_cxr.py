@@ -1,0 +1,510 @@
+"""Chest X-ray serving through Triton against the same pipeline run in-process.
+
+    .venv/bin/python -m bench.triton_cxr [--model densenet121|demo|tiny] [--reps 30]
+        [--clients 8] [--requests 80] [--perf-analyzer PATH]
+
+A temporary model repository gets the committed ``cxr`` ensemble and its pre/post models
+plus a ``cxr_net`` exported by ``export.repository.export_model`` (``python-onnx``, the
+only network format the pip-installed Triton serves) from a randomly initialised network
+of the chosen preset (timing does not depend on the weights). The input is pydicom's
+``CT_small.dcm`` after the modality LUT, upscaled to 1024 x 1024 and sent as UINT16.
+
+Figures:
+
+- ensemble overhead: median ``cxr`` latency over gRPC (system shared memory for the
+  input on, then off) divided by the median of the same numpy pre/post-processing
+  (``cxr_pixels.py``, ``cxr_cams.py`` imported by path) and onnxruntime session (the
+  runner's options) called in this process;
+- throughput: ``--clients`` concurrent asyncio tasks sending ``--requests`` requests in
+  all, requests/s divided by the best in-process throughput (thread pools of 1 and 2
+  workers over the pipeline);
+- perf_analyzer at concurrency 1 and ``--clients`` when its binary is found (``--perf-analyzer``
+  or ``$PERF_ANALYZER``; see :data:`PERF_ANALYZER_HELP`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import importlib.util
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bench.machine import describe
+
+REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+CXR_MODELS = ("cxr", "cxr_preprocess", "cxr_postprocess")
+OUTPUTS = ["PROBABILITIES", "POSITIVE", "CAM"]
+SIZE, MEAN, STD, THRESHOLD = 224, 0.5, 0.25, 0.5
+IMAGE_SIDE = 1024
+PERF_ANALYZER_HELP = """perf_analyzer not found: skipped. To run it:
+  pip download --no-deps tritonclient==2.51.0 -d /tmp/tc251
+  (cd /tmp/tc251 && unzip -q -o tritonclient-2.51.0-*.whl 'tritonclient-2.51.0.data/*')
+  export PERF_ANALYZER=/tmp/tc251/tritonclient-2.51.0.data/data/bin/perf_analyzer
+(or pass --perf-analyzer PATH). Its libb64.so.0d and libcudart.so.12 are taken from the
+nvidia-pytriton wheel's nvidia_pytriton.libs (this script links them under their plain names)."""
+
+Pipeline = Callable[[np.ndarray, bool], dict[str, np.ndarray]]
+
+
+# --------------------------------------------------------------------------- repository
+
+
+def build_repository(root: Path, preset: str) -> Path:
+    """A repository with the committed CXR ensemble and a freshly exported ``cxr_net``."""
+    import torch
+
+    from export.repository import export_model
+    from training.engine.checkpoint import save_checkpoint
+    from training.labels import CXR_LABELS
+    from training.networks.cxr import build_cxr_net
+
+    repository = root / "model_repository"
+    for name in CXR_MODELS:
+        shutil.copytree(
+            REPOSITORY / name, repository / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    torch.manual_seed(0)
+    network = build_cxr_net(preset).eval()  # type: ignore[arg-type]
+    meta = {
+        "task": "cxr",
+        "labels": list(CXR_LABELS),
+        "preset": preset,
+        "input_size": SIZE,
+        "mean": MEAN,
+        "std": STD,
+        "synthetic_data": True,
+        "thresholds": [THRESHOLD] * len(CXR_LABELS),
+        "threshold_method": "default 0.5",
+        "training_run_id": "bench-random-weights",
+    }
+    checkpoint = root / "best.pt"
+    save_checkpoint(checkpoint, {"model": network.state_dict(), "meta": meta})
+    export_model(
+        "cxr", checkpoint=checkpoint, repository=repository, format="python-onnx",
+        version=1, progress=False,
+    )  # fmt: skip
+    return repository
+
+
+def network_parameter(repository: Path, key: str, default: str) -> str:
+    """A ``parameters`` entry of the exported ``cxr_net`` config."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    config = text_format.Parse((repository / "cxr_net" / "config.pbtxt").read_text(), pb.ModelConfig())
+    value = config.parameters[key].string_value if key in config.parameters else ""
+    return value or default
+
+
+def chest_sized_image() -> np.ndarray:
+    """CT_small.dcm after the modality LUT (air clipped to 0), bilinear-upscaled to 1024²."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_modality_lut
+
+    from training.data.preprocess import resize
+
+    dataset = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    values = np.clip(apply_modality_lut(dataset.pixel_array, dataset), 0, 65535)
+    upscaled = resize(values.astype(np.float32), (IMAGE_SIDE, IMAGE_SIDE))
+    return np.clip(np.rint(upscaled), 0, 65535).astype(np.uint16)
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def load_by_path(model: str, module: str, repository: Path) -> ModuleType:
+    """Import ``<repository>/<model>/1/<module>.py`` as the Python model does."""
+    name = f"_bench_{model}_{module}"
+    spec = importlib.util.spec_from_file_location(name, repository / model / "1" / f"{module}.py")
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def runner_session(onnx_path: Path, intra_op_threads: int) -> Any:
+    """An onnxruntime session with the options of export's ``onnx_runner.py``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(
+        str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
+    """Pre-processing, network and post-processing as the three Triton models run them."""
+    pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
+    cams_module = load_by_path("cxr_postprocess", "cxr_cams", repository)
+    thresholds = np.full(14, THRESHOLD, dtype=np.float32)
+
+    def run(pixels: np.ndarray, invert: bool) -> dict[str, np.ndarray]:
+        pixels_module.validate_pixels(pixels, 50_000_000)
+        image, geometry = pixels_module.preprocess_pixels(
+            pixels, invert=invert, size=SIZE, mean=MEAN, std=STD
+        )
+        logits, cams = session.run(["LOGITS", "CAMS"], {"IMAGE": image})
+        probabilities = cams_module.sigmoid(logits.reshape(-1))
+        return {
+            "PROBABILITIES": probabilities,
+            "POSITIVE": probabilities >= thresholds,
+            "CAM": cams_module.cams_to_image(cams[0], geometry, SIZE),
+        }
+
+    return run
+
+
+def stage_times(repository: Path, session: Any, pixels: np.ndarray, reps: int) -> dict[str, float]:
+    """Median milliseconds of each in-process stage."""
+    pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
+    cams_module = load_by_path("cxr_postprocess", "cxr_cams", repository)
+    times: dict[str, list[float]] = {"pre": [], "net": [], "post": []}
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        image, geometry = pixels_module.preprocess_pixels(
+            pixels, invert=False, size=SIZE, mean=MEAN, std=STD
+        )
+        t1 = time.perf_counter()
+        _, cams = session.run(["LOGITS", "CAMS"], {"IMAGE": image})
+        t2 = time.perf_counter()
+        cams_module.cams_to_image(cams[0], geometry, SIZE)
+        t3 = time.perf_counter()
+        times["pre"].append(t1 - t0)
+        times["net"].append(t2 - t1)
+        times["post"].append(t3 - t2)
+    return {name: 1e3 * statistics.median(values) for name, values in times.items()}
+
+
+def median_latency_ms(call: Callable[[], object], reps: int, warmup: int = 3) -> float:
+    """Median wall time of ``call`` in milliseconds after ``warmup`` calls."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(samples)
+
+
+def in_process_throughput(pipeline: Pipeline, pixels: np.ndarray, workers: int, n: int) -> float:
+    """Requests/s of ``n`` pipeline calls spread over a pool of ``workers`` threads."""
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda _: pipeline(pixels, False), range(2 * workers)))  # warm-up
+        started = time.perf_counter()
+        list(pool.map(lambda _: pipeline(pixels, False), range(n)))
+        return n / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- through Triton
+
+
+def _inputs(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    return {"PIXELS": pixels, "INVERT": np.array([False])}
+
+
+async def triton_latency_ms(url: str, pixels: np.ndarray, reps: int, shared_memory: bool) -> float:
+    """Median ``cxr`` latency through :class:`TritonClient`, after warm-up."""
+    from control.triton.client import TritonClient
+
+    async with TritonClient(url, use_shared_memory=shared_memory, timeout_s=120) as client:
+        for _ in range(3):
+            await client.infer("cxr", _inputs(pixels), OUTPUTS)
+        samples = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            await client.infer("cxr", _inputs(pixels), OUTPUTS)
+            samples.append(time.perf_counter() - started)
+        if shared_memory and client.shared_memory_stats.requests < reps:
+            raise RuntimeError(f"shared memory was not used: {client.shared_memory_stats}")
+    return 1e3 * statistics.median(samples)
+
+
+async def triton_throughput(
+    url: str, pixels: np.ndarray, clients: int, requests: int, *, shared_client: bool
+) -> float:
+    """Requests/s of ``requests`` ``cxr`` calls from ``clients`` concurrent asyncio tasks.
+
+    Each task has a :class:`TritonClient` of its own, or (``shared_client``) all share one.
+    """
+    from control.triton.client import TritonClient
+
+    pool = [TritonClient(url, timeout_s=300) for _ in range(1 if shared_client else clients)]
+    remaining = iter(range(clients))
+
+    async def worker(client: TritonClient) -> None:
+        for _ in remaining:
+            await client.infer("cxr", _inputs(pixels), OUTPUTS)
+
+    try:
+        await asyncio.gather(*(worker(pool[i % len(pool)]) for i in range(clients)))  # warm-up
+        remaining = iter(range(requests))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(pool[i % len(pool)]) for i in range(clients)))
+        return requests / (time.perf_counter() - started)
+    finally:
+        for client in pool:
+            await client.close()
+
+
+def output_shm_latency_ms(url: str, pixels: np.ndarray, reps: int) -> float:
+    """Median ``cxr`` latency with inputs AND outputs in system shared memory (raw client).
+
+    :class:`TritonClient` puts only inputs in shared memory; the 14 x H x W uint8 ``CAM``
+    comes back inside the gRPC response. This measures what output regions would save.
+    """
+    import tritonclient.grpc as grpcclient
+    import tritonclient.utils.shared_memory as shm
+
+    client = grpcclient.InferenceServerClient(url)
+    invert = np.array([False])
+    cam_bytes = 14 * pixels.size
+    regions = {
+        "in_pixels": pixels.nbytes, "in_invert": 64, "out_prob": 14 * 4,
+        "out_pos": 64, "out_cam": cam_bytes,
+    }  # fmt: skip
+    handles = {}
+    prefix = f"bench_{os.getpid()}"
+    try:
+        for name, size in regions.items():
+            key = f"/{prefix}_{name}"
+            handles[name] = shm.create_shared_memory_region(f"{prefix}_{name}", key, size)
+            client.register_system_shared_memory(f"{prefix}_{name}", key, size)
+        shm.set_shared_memory_region(handles["in_pixels"], [pixels])
+        shm.set_shared_memory_region(handles["in_invert"], [invert])
+        inputs = [
+            grpcclient.InferInput("PIXELS", list(pixels.shape), "UINT16"),
+            grpcclient.InferInput("INVERT", [1], "BOOL"),
+        ]
+        inputs[0].set_shared_memory(f"{prefix}_in_pixels", pixels.nbytes)
+        inputs[1].set_shared_memory(f"{prefix}_in_invert", invert.nbytes)
+        outputs = [grpcclient.InferRequestedOutput(n) for n in OUTPUTS]
+        for output, name in zip(outputs, ("out_prob", "out_pos", "out_cam"), strict=True):
+            output.set_shared_memory(f"{prefix}_{name}", regions[name])
+
+        def call() -> None:
+            result = client.infer("cxr", inputs, outputs=outputs, client_timeout=120)
+            cam = result.get_output("CAM")
+            shape = list(cam.shape)
+            shm.get_contents_as_numpy(handles["out_cam"], np.uint8, shape).copy()
+
+        return median_latency_ms(call, reps)
+    finally:
+        for name, handle in handles.items():
+            try:
+                client.unregister_system_shared_memory(f"{prefix}_{name}")
+            finally:
+                shm.destroy_shared_memory_region(handle)
+        client.close()
+
+
+# --------------------------------------------------------------------------- perf_analyzer
+
+
+def find_perf_analyzer(explicit: str | None) -> Path | None:
+    """``--perf-analyzer``, ``$PERF_ANALYZER``, ``perf_analyzer`` on PATH or the /tmp unpack."""
+    candidates = [
+        explicit,
+        os.environ.get("PERF_ANALYZER"),
+        shutil.which("perf_analyzer"),
+        "/tmp/tc251/tritonclient-2.51.0.data/data/bin/perf_analyzer",
+        "/tmp/tc251/x/tritonclient-2.51.0.data/data/bin/perf_analyzer",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@contextmanager
+def perf_analyzer_env(scratch: Path) -> Iterator[dict[str, str]]:
+    """Environment whose LD_LIBRARY_PATH resolves libb64.so.0d and libcudart.so.12.
+
+    The wheel's ``nvidia_pytriton.libs`` holds them under auditwheel's hashed names, so
+    they are linked under their plain names in ``scratch``.
+    """
+    from control.triton.server import find_triton_install
+
+    libs = find_triton_install().libs
+    linked = scratch / "perf_analyzer_libs"
+    linked.mkdir(exist_ok=True)
+    for plain, pattern in (("libb64.so.0d", "libb64-*.so.0d"), ("libcudart.so.12", "libcudart-*.so.12*")):
+        found = sorted(libs.glob(pattern))
+        if found and not (linked / plain).exists():
+            (linked / plain).symlink_to(found[0])
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(linked), str(libs), env.get("LD_LIBRARY_PATH", "")) if p
+    )
+    yield env
+
+
+def perf_analyzer_input(scratch: Path, pixels: np.ndarray) -> Path:
+    """perf_analyzer ``--input-data`` JSON: the benchmark image (base64) and INVERT false."""
+    path = scratch / "cxr_input.json"
+    data = {
+        "data": [
+            {
+                "PIXELS": {
+                    "b64": base64.b64encode(pixels.astype("<u2").tobytes()).decode(),
+                    "shape": list(pixels.shape),
+                },
+                "INVERT": {"content": [False], "shape": [1]},
+            }
+        ]
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run_perf_analyzer(
+    binary: Path, url: str, input_json: Path, concurrency: int, env: dict[str, str],
+    output_bytes: int,
+) -> list[str]:  # fmt: skip
+    """perf_analyzer's throughput and latency lines for ``cxr`` at ``concurrency``."""
+    command = [
+        str(binary), "-m", "cxr", "-u", url, "-i", "grpc",
+        "--input-data", str(input_json), "--shared-memory", "system",
+        f"--output-shared-memory-size={output_bytes}",
+        f"--concurrency-range={concurrency}", f"--request-count={max(16, 4 * concurrency)}",
+        "--percentile=95",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    text = done.stdout + done.stderr
+    if done.returncode != 0:
+        return [f"perf_analyzer failed ({done.returncode}): {text.strip()[-600:]}"]
+    wanted = re.compile(r"(Throughput:|p50 latency|p95 latency|Avg latency|Concurrency: \d+,)")
+    lines = [line.strip() for line in text.splitlines() if wanted.search(line)]
+    return lines[-5:] or [text.strip()[-600:]]
+
+
+# --------------------------------------------------------------------------- main
+
+
+@dataclass
+class Figures:
+    """Everything printed in the summary block."""
+
+    lines: list[str]
+
+    def add(self, label: str, value: str) -> None:
+        self.lines.append(f"{label:<46} {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--model", choices=("densenet121", "demo", "tiny"), default="densenet121")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=80)
+    parser.add_argument("--perf-analyzer", default=None, help="path to the perf_analyzer binary")
+    parser.add_argument("--skip-perf-analyzer", action="store_true")
+    args = parser.parse_args()
+
+    from control.triton.server import TritonServer, find_free_port
+
+    started = time.perf_counter()
+    figures = Figures([])
+    with tempfile.TemporaryDirectory(prefix="medvision-bench-") as tmp:
+        scratch = Path(tmp)
+        print(f"exporting {args.model} (random weights) ...", flush=True)
+        repository = build_repository(scratch, args.model)
+        intra_op = int(network_parameter(repository, "intra_op_num_threads", "0"))
+        pixels = chest_sized_image()
+        session = runner_session(repository / "cxr_net" / "1" / "model.onnx", intra_op)
+        pipeline = in_process_pipeline(repository, session)
+
+        print("in-process pipeline ...", flush=True)
+        stages = stage_times(repository, session, pixels, max(5, args.reps // 3))
+        local_ms = median_latency_ms(lambda: pipeline(pixels, False), args.reps)
+        n_local = max(16, args.requests // 2)
+        local_rates = {"1 thread": in_process_throughput(pipeline, pixels, 1, n_local)}
+        local_rates["2 threads"] = in_process_throughput(pipeline, pixels, 2, n_local)
+        single = runner_session(repository / "cxr_net" / "1" / "model.onnx", 1)
+        local_rates["2 threads, intra_op 1"] = in_process_throughput(
+            in_process_pipeline(repository, single), pixels, 2, n_local
+        )
+        best_local = max(local_rates, key=local_rates.__getitem__)
+
+        ports = {k: find_free_port() for k in ("http_port", "grpc_port", "metrics_port")}
+        print("starting Triton ...", flush=True)
+        with TritonServer(repository, **ports, cache_dir=scratch / "triton") as server:
+            url = server.url_grpc
+            print("ensemble latency ...", flush=True)
+            shm_ms = asyncio.run(triton_latency_ms(url, pixels, args.reps, shared_memory=True))
+            plain_ms = asyncio.run(triton_latency_ms(url, pixels, args.reps, shared_memory=False))
+            out_shm_ms = output_shm_latency_ms(url, pixels, args.reps)
+            print("ensemble throughput ...", flush=True)
+            rate = asyncio.run(
+                triton_throughput(url, pixels, args.clients, args.requests, shared_client=False)
+            )
+            shared_rate = asyncio.run(
+                triton_throughput(url, pixels, args.clients, args.requests, shared_client=True)
+            )
+            perf_lines: list[str] = []
+            binary = find_perf_analyzer(args.perf_analyzer)
+            if args.skip_perf_analyzer:
+                perf_lines.append("skipped (--skip-perf-analyzer)")
+            elif binary is None:
+                print(PERF_ANALYZER_HELP, flush=True)
+                perf_lines.append("not found (see the instructions above)")
+            else:
+                print("perf_analyzer ...", flush=True)
+                input_json = perf_analyzer_input(scratch, pixels)
+                with perf_analyzer_env(scratch) as env:
+                    for concurrency in (1, args.clients):
+                        found = run_perf_analyzer(
+                            binary, url, input_json, concurrency, env, 14 * pixels.size
+                        )
+                        perf_lines += [f"c={concurrency}: {line}" for line in found]
+
+    figures.add("machine", describe())
+    figures.add("network", f"{args.model} (random weights), input {SIZE}², python-onnx, "
+                f"intra_op_num_threads={intra_op or 'default'}")  # fmt: skip
+    figures.add("image", f"{IMAGE_SIDE}x{IMAGE_SIDE} UINT16 (CT_small.dcm upscaled)")
+    figures.add("in-process stages (median ms)",
+                ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))  # fmt: skip
+    figures.add("in-process latency (median ms)", f"{local_ms:.1f}")
+    figures.add("Triton latency, input shm (median ms)", f"{shm_ms:.1f}")
+    figures.add("Triton latency, no shm (median ms)", f"{plain_ms:.1f}")
+    figures.add("Triton latency, input+output shm, raw client", f"{out_shm_ms:.1f}")
+    figures.add("ensemble overhead, input shm (goal <= 1.15)", f"{shm_ms / local_ms:.2f}")
+    figures.add("ensemble overhead, no shm", f"{plain_ms / local_ms:.2f}")
+    figures.add("ensemble overhead, input+output shm", f"{out_shm_ms / local_ms:.2f}")
+    figures.add("in-process throughput (req/s)",
+                ", ".join(f"{k}: {v:.2f}" for k, v in local_rates.items()))  # fmt: skip
+    figures.add(f"Triton throughput, {args.clients} clients (req/s)",
+                f"{rate:.2f} (one client each), {shared_rate:.2f} (one shared client)")  # fmt: skip
+    figures.add("throughput ratio (goal >= 0.95)",
+                f"{rate / local_rates[best_local]:.2f} vs best in-process ({best_local})")  # fmt: skip
+    for line in perf_lines:
+        figures.add("perf_analyzer", line)
+    figures.add("benchmark wall time", f"{time.perf_counter() - started:.0f} s")
+    print("\n```\n" + "\n".join(figures.lines) + "\n```")
+
+
+if __name__ == "__main__":
+    main()
