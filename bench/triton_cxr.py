@@ -494,9 +494,18 @@ def main() -> None:
         "--postprocess-instances", type=int, default=0,
         help="override cxr_postprocess instance count in the temporary repository (a what-if)",
     )  # fmt: skip
+    parser.add_argument(
+        "--net-instances", type=int, default=0,
+        help="override cxr_net instance count in the temporary repository (a what-if)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--net-intra-op", type=int, default=0,
+        help="override cxr_net onnxruntime intra-op threads (a what-if)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from control.triton.server import TritonServer, find_free_port
+    from export.triton_config import update_config_parameters
 
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -507,6 +516,13 @@ def main() -> None:
         repository = build_repository(scratch, args.model)
         if args.postprocess_instances:
             set_instance_count(repository, "cxr_postprocess", args.postprocess_instances)
+        if args.net_instances:
+            set_instance_count(repository, "cxr_net", args.net_instances)
+        if args.net_intra_op:
+            update_config_parameters(
+                repository / "cxr_net" / "config.pbtxt",
+                {"intra_op_num_threads": str(args.net_intra_op)},
+            )
         intra_op = int(network_parameter(repository, "intra_op_num_threads", "0"))
         pixels = chest_sized_image()
         onnx_path = repository / "cxr_net" / "1" / "model.onnx"

@@ -16,6 +16,7 @@ with ``PROBABILITIES``.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -82,7 +83,9 @@ def scale_to_uint8(cam: np.ndarray) -> np.ndarray:
     low, high = float(cam.min()), float(cam.max())
     if high - low <= FLAT_TOLERANCE * max(1.0, abs(low), abs(high)):
         return np.zeros(cam.shape, dtype=np.uint8)
-    return np.rint((cam - low) * (255.0 / (high - low))).astype(np.uint8)
+    scaled = cam - np.float32(low)
+    scaled *= np.float32(255.0 / (high - low))
+    return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
 def geometry_fields(
@@ -126,12 +129,24 @@ def cam_matrices(
     return matrices[0], matrices[1]
 
 
+@functools.lru_cache(maxsize=32)
+def _float32_matrices(
+    cam_shape: tuple[int, int], geometry: tuple[float, ...], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cam_matrices`` in float32 (rows, transposed columns), cached per image geometry:
+    a PACS sends many images of the same few sizes."""
+    rows, columns = cam_matrices(cam_shape, np.asarray(geometry), size)
+    return rows.astype(np.float32), np.ascontiguousarray(columns.T, dtype=np.float32)
+
+
 def cams_to_image(cams: np.ndarray, geometry: np.ndarray, size: int) -> np.ndarray:
     """CAMs [L, h, w] at network resolution to uint8 [L, H, W] on the original image grid."""
-    rows, columns = cam_matrices(cams.shape[-2:], geometry, size)
-    out = np.empty((cams.shape[0], rows.shape[0], columns.shape[0]), dtype=np.uint8)
-    for index, cam in enumerate(np.asarray(cams, dtype=np.float64)):
-        out[index] = scale_to_uint8(rows @ cam @ columns.T)
+    key = tuple(float(v) for v in np.asarray(geometry, dtype=np.float64).reshape(-1))
+    rows, columns_t = _float32_matrices(tuple(cams.shape[-2:]), key, size)
+    maps = rows @ np.asarray(cams, dtype=np.float32) @ columns_t  # [L, H, W] in one batch
+    out = np.empty(maps.shape, dtype=np.uint8)
+    for index, cam in enumerate(maps):
+        out[index] = scale_to_uint8(cam)
     return out
 
 
