@@ -21,7 +21,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.utils.shared_memory as shm
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from control.errors import MedVisionError
 
@@ -271,20 +271,25 @@ class TritonClient:
         outputs: list[str],
         *,
         timeout_s: float | None = None,
+        output_bytes: dict[str, int] | None = None,
     ) -> dict[str, np.ndarray[Any, Any]]:
         """Run ``model`` on ``inputs`` and return the requested ``outputs`` as arrays.
 
         The call ends within ``timeout_s`` (default: the client's) or raises
         :class:`InferenceTimeoutError`; other failures raise the matching
-        :class:`InferenceError` subclass.
+        :class:`InferenceError` subclass. With shared memory on, ``output_bytes`` (an upper
+        bound per output name) lets large outputs come back through shared memory too.
         """
         arrays = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
         dtypes = {name: triton_dtype(value) for name, value in arrays.items()}
         deadline_s = self.timeout_s if timeout_s is None else timeout_s
-        region = await self._shared_region(arrays) if self.shared_memory else None
+        out_sizes = {k: v for k, v in (output_bytes or {}).items() if k in outputs and v > 0}
+        region = await self._shared_region(arrays, out_sizes) if self.shared_memory else None
         try:
             try:
-                return await self._infer_once(model, arrays, dtypes, outputs, region, deadline_s)
+                return await self._infer_once(
+                    model, arrays, dtypes, outputs, region, deadline_s, out_sizes
+                )
             except InferenceError as exc:
                 if region is None or "shared memory" not in exc.message.lower():
                     raise
@@ -293,7 +298,7 @@ class TritonClient:
                 self.shared_memory_stats.fallbacks += 1
                 await self._pool.clear(None)
                 region = None
-                return await self._infer_once(model, arrays, dtypes, outputs, None, deadline_s)
+                return await self._infer_once(model, arrays, dtypes, outputs, None, deadline_s, {})
         finally:
             if region is not None:
                 await self._pool.release(self._grpc(), region)
@@ -306,6 +311,7 @@ class TritonClient:
         outputs: list[str],
         region: _Region | None,
         deadline_s: float,
+        output_bytes: dict[str, int],
     ) -> dict[str, np.ndarray[Any, Any]]:
         infer_inputs = []
         offset = 0
@@ -318,7 +324,15 @@ class TritonClient:
             else:
                 infer_input.set_data_from_numpy(array)
             infer_inputs.append(infer_input)
-        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        requested = []
+        output_offsets: dict[str, int] = {}
+        for name in outputs:
+            requested_output = grpcclient.InferRequestedOutput(name)
+            if region is not None and name in output_bytes:
+                requested_output.set_shared_memory(region.name, output_bytes[name], offset)
+                output_offsets[name] = offset
+                offset += _aligned(output_bytes[name])
+            requested.append(requested_output)
 
         async def call(budget_s: float) -> Any:
             return await self._grpc().infer(
@@ -330,7 +344,16 @@ class TritonClient:
             self.shared_memory_stats.requests += 1
         answer: dict[str, np.ndarray[Any, Any]] = {}
         for name in outputs:
-            array = result.as_numpy(name)
+            if region is not None and name in output_offsets:
+                meta = result.get_output(name)
+                array = shm.get_contents_as_numpy(
+                    region.handle,
+                    triton_to_np_dtype(meta.datatype),
+                    list(meta.shape),
+                    offset=output_offsets[name],
+                ).copy()  # the region is reused by the next request
+            else:
+                array = result.as_numpy(name)
             if array is None:
                 raise InferenceError(
                     f"model {model} returned no output {name}",
@@ -339,8 +362,11 @@ class TritonClient:
             answer[name] = array
         return answer
 
-    async def _shared_region(self, arrays: dict[str, np.ndarray[Any, Any]]) -> _Region | None:
+    async def _shared_region(
+        self, arrays: dict[str, np.ndarray[Any, Any]], output_bytes: dict[str, int]
+    ) -> _Region | None:
         nbytes = sum(_aligned(array.nbytes) for array in arrays.values())
+        nbytes += sum(_aligned(size) for size in output_bytes.values())
         if nbytes == 0:
             return None
         try:

@@ -109,6 +109,22 @@ async def test_shared_memory_used_on_loopback_and_matches_inline(server: TritonS
     np.testing.assert_array_equal(second["Y"], expected["Y"][:10])
 
 
+async def test_outputs_through_shared_memory_match_inline(server: TritonServer) -> None:
+    x = np.linspace(-1, 1, 50_000, dtype=np.float32)
+    async with plain_client(server) as inline:
+        expected = await inline.infer("double", {"X": x}, ["Y"])
+    async with TritonClient(server.url_grpc) as client:
+        first = await client.infer("double", {"X": x}, ["Y"], output_bytes={"Y": x.nbytes})
+        # the region is reused: the first answer must be a copy, not a view into it
+        second = await client.infer(
+            "double", {"X": x[::-1].copy()}, ["Y"], output_bytes={"Y": x.nbytes}
+        )
+        assert client.shared_memory_stats.requests == 2
+        assert client.shared_memory_stats.fallbacks == 0
+    np.testing.assert_array_equal(first["Y"], expected["Y"])
+    np.testing.assert_array_equal(second["Y"], expected["Y"][::-1])
+
+
 def test_shared_memory_auto_only_for_loopback() -> None:
     assert is_local_url("127.0.0.1:8001")
     assert is_local_url("localhost:8001")
