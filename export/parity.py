@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,8 @@ def cxr_input_from_dicom(path: Path, meta: Mapping[str, Any]) -> npt.NDArray[Any
     """
     import pydicom
 
-    # Imported by name: training/data/preprocess.py is not held to mypy --strict (bare
-    # np.ndarray), and a static import would pull its errors into `mypy export`.
-    preprocess = importlib.import_module("training.data.preprocess")
+    from training.data import preprocess
+
     image = preprocess.dicom_to_cxr_input(pydicom.dcmread(path))
     resized, _scale, _pad = preprocess.resize_with_padding(image, int(meta["input_size"]))
     normalised: npt.NDArray[Any] = preprocess.zscore(

@@ -91,3 +91,16 @@ def register_checkpoint(
         )
     source = mlflow.get_run(run_id).info.artifact_uri.rstrip("/") + f"/{artifact_path}"
     return client.create_model_version(model_name, source=source, run_id=run_id)
+
+
+def log_evaluation(
+    kind: str,
+    split: str,
+    checkpoint: Path,
+    summary: Mapping[str, float | None],
+    report: Mapping[str, Path],
+) -> None:
+    """Record a stand-alone evaluation (``medvision evaluate``) as its own MLflow run."""
+    with run(f"medvision-{kind}-evaluation", f"evaluate-{split}", {"checkpoint": str(checkpoint)}):
+        log_metrics(summary)
+        log_artifacts(report, "report")

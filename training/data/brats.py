@@ -70,9 +70,7 @@ def load_brats(
             if verify:
                 read_brats_case(record)
         except DatasetError as error:
-            if not skip_bad:
-                raise
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         records.append(record)
     return records, report
@@ -180,9 +178,7 @@ def _read_participants(root: Path, skip_bad: bool, report: LoadReport) -> dict[s
         try:
             age = parse_optional_float(row.get("age", ""), path, line, "age")
         except DatasetError as error:
-            if not skip_bad:
-                raise
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             age = None
         sex = normalise_sex(row.get("sex", ""))
         race = row.get("race", "").strip() or None

@@ -96,9 +96,7 @@ def load_chexpert(
             if verify_images:
                 verify_image(record.image_path, csv_path, line)
         except DatasetError as error:
-            if not skip_bad:
-                raise
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         records.append(record)
     return records, report

@@ -101,9 +101,7 @@ def load_nih(
             if verify_images:
                 verify_image(record.image_path, entry_path, table_line(position))
         except DatasetError as error:
-            if not skip_bad:
-                raise
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         records.append(_with(record, boxes.get(name, ()), synthetic))
     return records, report
@@ -190,9 +188,7 @@ def _index_rows(
             problem = f"duplicate 'Image Index' {name!r} (first on line {table_line(rows[name])})"
         if problem is not None:
             error = DatasetError(path, problem, table_line(position))
-            if not skip_bad:
-                raise error
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         rows[name] = position
     return rows
@@ -208,9 +204,7 @@ def _read_list(path: Path, rows: dict[str, int], skip_bad: bool, report: LoadRep
             continue
         if name not in rows:
             error = DatasetError(path, f"{name!r} is not in {DATA_ENTRY}", line_number)
-            if not skip_bad:
-                raise error
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         names.append(name)
     return names
@@ -228,9 +222,7 @@ def _read_boxes(path: Path, skip_bad: bool, report: LoadReport) -> dict[str, tup
             label = label_index(values["Finding Label"].strip(), path, line)
             x, y, w, h = (_box_value(values, column, path, line) for column in columns)
         except DatasetError as error:
-            if not skip_bad:
-                raise
-            report.add(error)
+            report.skip_or_raise(error, skip_bad)
             continue
         boxes.setdefault(values["Image Index"].strip(), []).append(Box(label, x, y, w, h))
     return {name: tuple(found) for name, found in boxes.items()}

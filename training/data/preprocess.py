@@ -84,6 +84,13 @@ def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _sample_axis(rows, 1, shape[1])
 
 
+def padding_geometry(shape: tuple[int, ...], size: int) -> tuple[float, tuple[int, int]]:
+    """The scale and ``(pad_y, pad_x)`` that :func:`resize_with_padding` uses for ``shape``."""
+    scale = size / max(shape[0], shape[1])
+    new_h, new_w = _scaled_shape(shape, scale)
+    return scale, ((size - new_h) // 2, (size - new_w) // 2)
+
+
 def resize_with_padding(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Fit a 2-D image into ``size`` x ``size`` keeping its aspect ratio, zero-padded centred.
 
@@ -91,10 +98,8 @@ def resize_with_padding(image: np.ndarray, size: int) -> tuple[np.ndarray, float
     ``(pad_y, pad_x)`` offsets: input pixel ``(y, x)`` lands on
     ``(y * scale + pad_y, x * scale + pad_x)``. :func:`undo_resize_with_padding` inverts it.
     """
-    height, width = image.shape
-    scale = size / max(height, width)
+    scale, (pad_y, pad_x) = padding_geometry(image.shape, size)
     new_h, new_w = _scaled_shape(image.shape, scale)
-    pad_y, pad_x = (size - new_h) // 2, (size - new_w) // 2
     out = np.zeros((size, size), dtype=np.float32)
     out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resize(image, (new_h, new_w))
     return out, scale, (pad_y, pad_x)

@@ -77,6 +77,12 @@ class LoadReport:
         """Count ``error`` as one skipped item."""
         self.skipped.append(str(error))
 
+    def skip_or_raise(self, error: DatasetError, skip_bad: bool) -> None:
+        """Count ``error`` as a skip under ``skip_bad``; otherwise raise it."""
+        if not skip_bad:
+            raise error
+        self.add(error)
+
 
 def is_synthetic(root: Path) -> bool:
     """Whether ``root`` carries the SYNTHETIC marker file."""

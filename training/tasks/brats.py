@@ -217,9 +217,5 @@ def evaluate_checkpoint(
     records, report = load_brats(data, skip_bad=skip_bad)
     chosen = select(records, split, config)  # type: ignore[arg-type]
     summary, paths = evaluate(model, meta, chosen, out, config, [report])
-    with tracking.run(
-        "medvision-brats-evaluation", f"evaluate-{split}", {"checkpoint": str(checkpoint)}
-    ):
-        tracking.log_metrics(summary)
-        tracking.log_artifacts(paths, "report")
+    tracking.log_evaluation("brats", split, checkpoint, summary, paths)
     return paths

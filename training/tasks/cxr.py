@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from training.data.datasets import CxrDataset
 from training.data.nih import load_nih
+from training.data.preprocess import padding_geometry
 from training.data.records import CxrRecord, LoadReport
 from training.data.transforms import (
     cxr_eval_transforms,
@@ -60,7 +61,6 @@ class Predictions:
     labels: np.ndarray
     mask: np.ndarray
     cams: np.ndarray | None = None
-    records: list[CxrRecord] = field(default_factory=list)
 
 
 class CxrTask:
@@ -206,7 +206,6 @@ def predict(
         labels=np.concatenate(labels),
         mask=np.concatenate(masks),
         cams=np.concatenate(cams) if with_cams else None,
-        records=list(records),
     )
 
 
@@ -214,9 +213,7 @@ def _boxes_in_input_space(record: CxrRecord, size: int) -> list[Any]:
     """Ground-truth boxes mapped into the padded, resized model input."""
     with Image.open(record.image_path) as image:
         width, height = image.size
-    scale = size / max(width, height)
-    pad_x = (size - width * scale) / 2
-    pad_y = (size - height * scale) / 2
+    scale, (pad_y, pad_x) = padding_geometry((height, width), size)
     return [
         type(box)(
             box.label, box.x * scale + pad_x, box.y * scale + pad_y, box.w * scale, box.h * scale
@@ -312,9 +309,5 @@ def evaluate_checkpoint(
     summary, paths = evaluate(
         model, meta, records, out, min_group_size=min_group_size, skipped=[report]
     )
-    with tracking.run(
-        "medvision-cxr-evaluation", f"evaluate-{split}", {"checkpoint": str(checkpoint)}
-    ):
-        tracking.log_metrics(summary)
-        tracking.log_artifacts(paths, "report")
+    tracking.log_evaluation("cxr", split, checkpoint, summary, paths)
     return paths

@@ -30,11 +30,15 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             user_id = uuid.UUID(claims.subject)
         except ValueError:
             raise AuthenticationError("malformed token subject", code="invalid_token") from None
+        # One round trip per request: the user and whether this token was revoked.
+        query = (
+            select(User, RevokedToken.id)
+            .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
+            .where(User.id == user_id)
+        )
         async with connection.app.state.session_factory() as session:
-            user = await session.get(User, user_id)
-            revoked = await session.scalar(
-                select(RevokedToken.id).where(RevokedToken.jti == claims.jti)
-            )
+            row = (await session.execute(query)).first()
+        user, revoked = (row[0], row[1]) if row is not None else (None, None)
         if user is None or not user.is_active:
             raise AuthenticationError("account is disabled or unknown", code="invalid_token")
         if revoked is not None:

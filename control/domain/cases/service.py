@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +38,10 @@ class WorklistFilter:
     received_to: date | None = None
 
 
-def _visible_to(query: Select[tuple[Case]], user: AuthUser) -> Select[tuple[Case]]:
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def visible_to(query: SelectT, user: AuthUser) -> SelectT:
     """Radiologists see the unassigned pool and their own cases; admins see everything."""
     if user.role == Role.RADIOLOGIST:
         return query.where(or_(Case.assignee_id.is_(None), Case.assignee_id == user.id))
@@ -71,7 +74,7 @@ def _filtered(
     if filters.received_to:
         end = datetime.combine(filters.received_to + timedelta(days=1), time.min, tzinfo=UTC)
         query = query.where(Case.created_at < end)
-    return _visible_to(query, user)
+    return visible_to(query, user)
 
 
 async def list_cases(
@@ -103,7 +106,7 @@ async def get_case(
     """
     query = select(Case).where(Case.id == case_id)
     if not for_claim:
-        query = _visible_to(query, user)
+        query = visible_to(query, user)
     case = (await session.scalars(query)).unique().one_or_none()
     if case is None:
         raise NotFoundError(f"case {case_id} not found", code="case_not_found")

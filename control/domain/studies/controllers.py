@@ -18,6 +18,7 @@ from control.domain.audit import chain
 from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.schemas import SeriesOut, StudySummary
+from control.domain.cases.service import visible_to
 from control.domain.studies.links import LinkCipher
 from control.domain.studies.service import (
     IngestedStudy,
@@ -140,10 +141,9 @@ class StudyController(Controller):
     ) -> StudyDetail:
         """A study with its series and instances; radiologists only for cases they may see."""
         study = await get_study(db_session, study_id)
-        if request.user.role == Role.RADIOLOGIST:
-            case = await db_session.scalar(select(Case).where(Case.study_id == study.id))
-            if case is None or case.assignee_id not in (None, request.user.id):
-                raise NotFoundError(f"study {study_id} not found", code="study_not_found")
+        visible_case = visible_to(select(Case.id).where(Case.study_id == study.id), request.user)
+        if await db_session.scalar(visible_case) is None:
+            raise NotFoundError(f"study {study_id} not found", code="study_not_found")
         summary = StudySummary.of(study)
         detail = StudyDetail(
             **{name: getattr(summary, name) for name in StudySummary.__struct_fields__},

@@ -173,12 +173,14 @@ def prepare_upload(
         parsed = read_dicom(data, name, limits)
         result = deidentify(parsed.dataset, key)
         instance = _dicom_instance(result)
-        if instance.sop_instance_uid in seen and seen[instance.sop_instance_uid] != instance.sha256:
-            raise InvalidInputError(
-                f"{name}: two different files carry the same SOP Instance UID",
-                code="duplicate_instance_uid",
-                detail={"filename": name},
-            )
+        if instance.sop_instance_uid in seen:
+            if seen[instance.sop_instance_uid] != instance.sha256:
+                raise InvalidInputError(
+                    f"{name}: two different files carry the same SOP Instance UID",
+                    code="duplicate_instance_uid",
+                    detail={"filename": name},
+                )
+            continue  # the same file twice in one upload is stored once
         seen[instance.sop_instance_uid] = instance.sha256
         study = studies.get(instance.study_uid)
         if study is None:
@@ -191,8 +193,7 @@ def prepare_upload(
                 age_band=result.age_band,
                 sex=result.sex,
             )
-        if all(i.sop_instance_uid != instance.sop_instance_uid for i in study.instances):
-            study.instances.append(instance)
+        study.instances.append(instance)
     if nifti_files:
         nifti = _nifti_study(nifti_files, limits, key)
         studies[nifti.study_uid] = nifti

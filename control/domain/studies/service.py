@@ -68,8 +68,8 @@ class IngestService:
             try:
                 return await self._store_all(prepared, actor, race_ethnicity)
             except IntegrityError:
-                # A concurrent upload of the same study won the race: retry against its rows.
-                await self.session.rollback()
+                # A concurrent upload of the same study won the race (``_store_all`` has
+                # rolled back): retry against its rows.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
