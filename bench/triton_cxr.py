@@ -596,7 +596,8 @@ def main() -> None:
     figures.add(f"latency, median of {args.reps} interleaved (ms)",
                 ", ".join(f"{k} {v:.1f}" for k, v in latency.items()))  # fmt: skip
     figures.add("Triton per-model avg (ms, shm run)", breakdown)
-    figures.add("ensemble overhead, TritonClient shm (goal <= 1.15)", f"{latency['shm'] / local_ms:.2f}")
+    overhead = latency["shm"] / local_ms
+    figures.add("ensemble overhead, TritonClient shm (goal <= 1.15)", f"{overhead:.2f}")
     figures.add("ensemble overhead, no shm", f"{latency['no shm'] / local_ms:.2f}")
     figures.add("ensemble overhead, input+output shm", f"{latency['in+out shm'] / local_ms:.2f}")
     figures.add("in-process throughput (req/s)",
