@@ -115,7 +115,10 @@ def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: byte
     image = nib.Nifti1Image(channels_last, volume.affine)  # type: ignore[no-untyped-call]
     image.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
     payload = gzip.compress(image.to_bytes(), mtime=0)
-    anchor = "nifti:" + volume.sha256
+    # Identity from the decoded voxels and geometry, not the file bytes: the same volume
+    # re-compressed (gzip stores a timestamp) or re-split into channels is the same study.
+    content = hashlib.sha256(volume.data.tobytes() + volume.affine.tobytes()).hexdigest()
+    anchor = "nifti:" + content
     study_uid = pseudonymous_uid(anchor + ":study", key)
     digest = hmac.new(key, anchor.encode(), hashlib.sha256).hexdigest()
     instance = PreparedInstance(
