@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,10 +27,13 @@ from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
 from control.domain.cases.controllers import CaseController
+from control.domain.findings.controllers import FindingController
 from control.domain.models.controllers import ModelController
 from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
+from control.domain.viewer.controllers import ViewerController
+from control.inference.worker import Worker
 from control.storage import build_store
 from control.web.context import provide_db_session
 from control.web.errors import EXCEPTION_HANDLERS
@@ -49,23 +53,32 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_level, settings.log_json)
     engine = create_engine(settings)
     cache = _cache_store(settings)
+    session_factory = create_session_factory(engine)
+    store = build_store(settings)
+    worker = Worker(settings, session_factory, store) if settings.worker_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.migrate_on_startup:
             await anyio.to_thread.run_sync(upgrade, settings)
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(worker.run(stop)) if worker else None
         try:
             yield
         finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
             await engine.dispose()
             if isinstance(cache, RedisStore):
                 await cache._redis.aclose()
 
     state = {
         "settings": settings,
-        "session_factory": create_session_factory(engine),
-        "store": build_store(settings),
+        "session_factory": session_factory,
+        "store": store,
         "cache": cache,
+        "worker": worker,
         "token_codec": TokenCodec(
             settings.key("jwt"), settings.access_token_ttl_s, settings.refresh_token_ttl_s
         ),
@@ -84,8 +97,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UserController,
             StudyController,
             CaseController,
+            FindingController,
             AuditController,
             ModelController,
+            ViewerController,
         ],
         state=State(state),
         dependencies={"db_session": Provide(provide_db_session)},

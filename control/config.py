@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     triton_url: str = "127.0.0.1:8001"
     triton_required: bool = Field(default=True, description="/ready fails while Triton is down")
+    triton_timeout_s: float = Field(default=300.0, gt=0, description="deadline of one inference")
+
+    worker_enabled: bool = Field(default=True, description="`medvision serve` runs a job worker")
+    worker_poll_s: float = Field(default=1.0, gt=0, le=60)
+    job_max_attempts: int = Field(default=8, ge=1, le=100)
+    job_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay, doubling")
+    job_backoff_max_s: float = Field(default=300.0, gt=0)
+    job_lease_s: float = Field(default=120.0, ge=1, description="a dead worker's job is retaken")
+    cache_ttl_s: int = Field(default=600, ge=1, description="rendered images and metadata")
+
+    route_chest_modalities: list[str] = ["CR", "DX"]
+    route_chest_body_parts: list[str] = ["CHEST", "THORAX", "LUNG", "CHEST_LAT", ""]
+    route_brain_body_parts: list[str] = ["BRAIN", "HEAD", "SKULL", ""]
 
     secret_key: str | None = Field(default=None, description="JWT signing key (>= 32 chars)")
     deid_key: str | None = Field(default=None, description="key for pseudonymous UIDs")

@@ -96,6 +96,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         log_json=True,
         login_max_failures=3,
         triton_required=False,
+        # Tests that need the job worker start one against a real Triton server.
+        worker_enabled=False,
     )
 
 

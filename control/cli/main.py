@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from control.cli import audit, db, ingest, serve, triton, users
+from control.cli import audit, db, ingest, serve, triton, users, worker
 from export import cli as export_cli
 from training import cli as training_cli
 
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 app.command("ingest")(ingest.ingest)
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")

@@ -1,4 +1,4 @@
-"""``medvision serve``: the API (and, from issue 5 on, the job worker)."""
+"""``medvision serve``: the API and, unless disabled, the inference job worker."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from control.cli.common import settings_or_exit
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind"),
     port: int = typer.Option(8080, help="port to bind"),
+    worker: bool | None = typer.Option(
+        None, "--worker/--no-worker", help="run the inference worker in-process (default: on)"
+    ),
 ) -> None:
-    """Run the control plane: REST API and OpenAPI at /schema."""
+    """Run the control plane: REST API, OpenAPI at /schema and (by default) the job worker."""
     import uvicorn
 
     from control.app import create_app
 
     settings = settings_or_exit()
+    if worker is not None:
+        settings = settings.model_copy(update={"worker_enabled": worker})
     typer.echo(
         f"MedVision listening on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)"
     )

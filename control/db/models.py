@@ -13,12 +13,14 @@ from sqlalchemy import (
     Boolean,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -49,6 +51,30 @@ class Priority(enum.StrEnum):
     STAT = "stat"
     URGENT = "urgent"
     ROUTINE = "routine"
+
+
+class JobStatus(enum.StrEnum):
+    """Where an inference job is: waiting (maybe for a retry), held by a worker, or ended."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class FindingKind(enum.StrEnum):
+    """What an AI finding holds: a label set with heat maps, or a segmentation."""
+
+    CLASSIFICATION = "classification"
+    SEGMENTATION = "segmentation"
+
+
+class DecisionAction(enum.StrEnum):
+    """A radiologist's verdict on one AI finding."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    EDIT = "edit"
 
 
 PRIORITY_RANK = {Priority.STAT: 0, Priority.URGENT: 1, Priority.ROUTINE: 2}
@@ -188,12 +214,118 @@ class Case(UUIDAuditBase):
     modality: Mapped[str] = mapped_column(String(16), index=True)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     status_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    pipeline: Mapped[str | None] = mapped_column(String(16), default=None)
+    signed_off_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    signed_off_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    sign_off_note: Mapped[str | None] = mapped_column(Text, default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     study: Mapped[Study] = relationship(lazy="joined")
-    assignee: Mapped[User | None] = relationship(lazy="joined")
+    assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assignee_id])
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class InferenceJob(UUIDAuditBase):
+    """One durable request to run a case through a Triton pipeline (at-least-once).
+
+    A worker holds a running job through a lease it renews; a job whose lease expired (its
+    worker died) is claimed again. ``available_at`` delays retries (exponential backoff).
+    """
+
+    __tablename__ = "inference_jobs"
+    __table_args__ = (Index("ix_inference_jobs_claim", "status", "available_at"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    pipeline: Mapped[str] = mapped_column(String(16))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    available_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTimeUTC(timezone=True), default=None
+    )
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+class Finding(UUIDAuditBase):
+    """One AI suggestion: what a model said about one image (or one MRI volume), with provenance.
+
+    ``subject`` names what was analysed (an instance id, or ``volume``); a job writes at most
+    one finding per subject, which makes re-running a job after a crash harmless.
+    """
+
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("job_id", "subject", name="uq_findings_job_subject"),)
+
+    case_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("inference_jobs.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("instances.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[FindingKind] = mapped_column(_enum(FindingKind, "finding_kind"))
+    model_name: Mapped[str] = mapped_column(String(64))
+    network_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(128))
+    training_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    synthetic_model: Mapped[bool] = mapped_column(Boolean, default=False)
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    thresholds: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    volumes_ml: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    artifacts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    output_sha256: Mapped[str] = mapped_column(String(64))
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+    decisions: Mapped[list[Decision]] = relationship(
+        lazy="selectin", order_by="Decision.sequence", cascade="all, delete-orphan"
+    )
+
+
+class Decision(UUIDAuditBase):
+    """A radiologist's immutable verdict on a finding; a change is a new decision superseding it.
+
+    ``sequence`` numbers the decisions of one finding (1, 2, ...): the unique constraint makes
+    two concurrent decisions on the same finding collide, so exactly one of them is stored.
+    """
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        UniqueConstraint("finding_id", "sequence", name="uq_decisions_finding_sequence"),
+    )
+
+    finding_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("findings.id", ondelete="CASCADE"), index=True
+    )
+    case_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    sequence: Mapped[int] = mapped_column(Integer)
+    action: Mapped[DecisionAction] = mapped_column(_enum(DecisionAction, "decision_action"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    username: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    labels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    mask_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    mask_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    volumes_ml: Mapped[dict[str, float] | None] = mapped_column(JSON, default=None)
+    supersedes_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("decisions.id", ondelete="SET NULL"), default=None
+    )
 
 
 class AuditEntry(BigIntBase):

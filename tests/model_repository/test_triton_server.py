@@ -8,9 +8,7 @@ export's onnxruntime runner, and the pre/post parameters are filled as export wo
 from __future__ import annotations
 
 import shutil
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -26,63 +24,19 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from control.triton.server import TritonServer, find_free_port
-from tests.model_repository.helpers import REPOSITORY, load_model_module, reference_cam_uint8
+from tests.fixtures.triton_repo import MAX_BATCH, copy_repository
+from tests.fixtures.triton_repo import network_model as _network_model
+from tests.fixtures.triton_repo import set_parameters as _set_parameters
+from tests.model_repository.helpers import load_model_module, reference_cam_uint8
 from training.data.preprocess import brain_zscore, undo_resize_with_padding
 from training.networks.brats import build_brats_net
 from training.networks.cxr import CamWrapper, CxrNet, build_cxr_net
 from training.regions import region_volumes_ml, regions_to_labels
 
-RUNNER = Path(__file__).resolve().parents[2] / "export" / "templates" / "onnx_runner.py"
-SIZE, MEAN, STD, ROI, SW_BATCH, MAX_BATCH = 64, 0.45, 0.27, 16, 3, 8
+SIZE, MEAN, STD, ROI, SW_BATCH = 64, 0.45, 0.27, 16, 3
 THRESHOLDS = [0.3 + 0.02 * k for k in range(14)]
 MAX_PIXELS = 1_000_000
 pixels_module = load_model_module("cxr_preprocess", "cxr_pixels")
-
-
-def _set_parameters(model_dir: Path, **parameters: object) -> None:
-    path = model_dir / "config.pbtxt"
-    config = text_format.Parse(path.read_text(), pb.ModelConfig())
-    for key, value in parameters.items():
-        config.parameters[key].string_value = str(value)
-    path.write_text(text_format.MessageToString(config))
-
-
-def _network_model(
-    repository: Path,
-    name: str,
-    module: torch.nn.Module,
-    input_spec: tuple[str, list[int]],
-    outputs: dict[str, list[int]],
-) -> None:
-    """An ONNX network served by export's onnxruntime runner, batching up to MAX_BATCH.
-
-    The exporter restores the module's train/eval flags afterwards, so ``module`` must be
-    in eval mode already (a fresh ``CamWrapper`` is not: it would switch the net to training).
-    """
-    assert not module.training
-    version = repository / name / "1"
-    version.mkdir(parents=True)
-    example = torch.randn(2, *input_spec[1])
-    names = [input_spec[0], *outputs]
-    with warnings.catch_warnings():  # the legacy exporter's notes about MONAI's layers
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(version / "model.onnx"),
-            input_names=[input_spec[0]],
-            output_names=list(outputs),
-            dynamic_axes={n: {0: "batch"} for n in names},
-            opset_version=17,
-            dynamo=False,
-        )
-    shutil.copyfile(RUNNER, version / "model.py")
-    config = pb.ModelConfig(name=name, backend="python", max_batch_size=MAX_BATCH)
-    config.input.add(name=input_spec[0], data_type=pb.TYPE_FP32, dims=input_spec[1])
-    for output, dims in outputs.items():
-        config.output.add(name=output, data_type=pb.TYPE_FP32, dims=dims)
-    config.instance_group.add(count=1, kind=pb.ModelInstanceGroup.KIND_CPU)
-    (repository / name / "config.pbtxt").write_text(text_format.MessageToString(config))
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +54,7 @@ def networks() -> tuple[CxrNet, torch.nn.Module]:
 def client(
     networks: tuple[CxrNet, torch.nn.Module], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InferenceServerClient]:
-    repository = tmp_path_factory.mktemp("triton") / "model_repository"
-    shutil.copytree(
-        REPOSITORY, repository, ignore=shutil.ignore_patterns("cxr_net", "brats_net", "__pycache__")
-    )
+    repository = copy_repository(tmp_path_factory.mktemp("triton") / "model_repository")
     cxr, brats = networks
     cam_size = cxr.forward_with_cam(torch.zeros(1, 1, SIZE, SIZE))[1].shape[-2:]
     _network_model(

@@ -18,6 +18,8 @@ from control.domain.auth.identity import AuthUser
 from control.domain.cases import service
 from control.domain.cases.schemas import CaseDetail, CaseOut, CasePage, CaseUpdate
 from control.domain.cases.service import SortKey, WorklistFilter
+from control.domain.findings import service as findings_service
+from control.domain.findings.schemas import FindingOut, HistoryEntry
 from control.web.context import actor_from_request
 
 AuthRequest = Request[AuthUser, object, State]
@@ -62,9 +64,14 @@ class CaseController(Controller):
     async def get_case(
         self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
     ) -> CaseDetail:
-        """One case with its study, series and instances; the view is audited."""
+        """One case with its series, instances, AI findings, decisions and history; the view
+        is audited."""
         case = await service.get_case(db_session, case_id, request.user)
-        detail = CaseDetail.of_detail(case)
+        findings = await findings_service.case_findings(db_session, case.id)
+        history = await findings_service.case_history(db_session, case)
+        detail = CaseDetail.of_detail(
+            case, [FindingOut.of(f) for f in findings], [HistoryEntry.of(e) for e in history]
+        )
         await service.record_view(db_session, case, actor_from_request(request))
         return detail
 

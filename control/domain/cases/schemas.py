@@ -8,6 +8,7 @@ from datetime import date, datetime
 import msgspec
 
 from control.db.models import Case, CaseStatus, Instance, Priority, Series, Study
+from control.domain.findings.schemas import FindingOut, HistoryEntry
 
 
 class UserRef(msgspec.Struct):
@@ -51,6 +52,9 @@ class CaseOut(msgspec.Struct):
     assignee: UserRef | None
     flags: list[str]
     status_reason: str | None
+    pipeline: str | None
+    signed_off_at: datetime | None
+    sign_off_note: str | None
     version: int
     created_at: datetime
     updated_at: datetime
@@ -67,6 +71,9 @@ class CaseOut(msgspec.Struct):
             assignee=assignee,
             flags=list(case.flags or []),
             status_reason=case.status_reason,
+            pipeline=case.pipeline,
+            signed_off_at=case.signed_off_at,
+            sign_off_note=case.sign_off_note,
             version=case.version,
             created_at=case.created_at,
             updated_at=case.updated_at,
@@ -123,13 +130,20 @@ class SeriesOut(msgspec.Struct):
 
 
 class CaseDetail(CaseOut):
+    """A case with its images, AI findings (with their decisions) and audited history."""
+
     series: list[SeriesOut] = msgspec.field(default_factory=list)
+    findings: list[FindingOut] = msgspec.field(default_factory=list)
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
 
     @classmethod
-    def of_detail(cls, case: Case) -> CaseDetail:
+    def of_detail(
+        cls, case: Case, findings: list[FindingOut], history: list[HistoryEntry]
+    ) -> CaseDetail:
         base = CaseOut.of(case)
         fields = {name: getattr(base, name) for name in CaseOut.__struct_fields__}
-        return cls(**fields, series=[SeriesOut.of(series) for series in case.study.series])
+        series = [SeriesOut.of(series) for series in case.study.series]
+        return cls(**fields, series=series, findings=findings, history=history)
 
 
 class CasePage(msgspec.Struct):

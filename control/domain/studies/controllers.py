@@ -124,6 +124,9 @@ class StudyController(Controller):
         files, race = await _read_uploads(request, state)
         service = IngestService(db_session, state.store, state.settings)
         result = await service.ingest(files, actor_from_request(request), race)
+        worker = getattr(state, "worker", None)
+        if worker is not None and result.queued_anything:
+            worker.notify()
         body = UploadResult(
             studies=result.studies,
             study_ids=[study.study_id for study in result.studies],

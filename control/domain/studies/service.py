@@ -18,6 +18,7 @@ from control.domain.audit.chain import Actor
 from control.domain.studies.links import LinkCipher
 from control.domain.studies.prepare import PreparedInstance, PreparedStudy, prepare_upload
 from control.errors import ConflictError, NotFoundError
+from control.inference.scheduling import schedule_case
 from control.storage import ObjectStore, instance_key
 
 BURNED_IN_FLAG = "burned_in_annotation"
@@ -34,6 +35,8 @@ class IngestedStudy:
     new_instances: int
     existing_instances: int
     flags: list[str] = field(default_factory=list)
+    pipeline: str | None = None
+    status: str = "received"
 
 
 @dataclass
@@ -43,6 +46,10 @@ class IngestResult:
     @property
     def created_anything(self) -> bool:
         return any(study.new_instances for study in self.studies)
+
+    @property
+    def queued_anything(self) -> bool:
+        return any(study.status == CaseStatus.QUEUED for study in self.studies)
 
 
 class IngestService:
@@ -158,6 +165,7 @@ class IngestService:
                     "flags": list(case.flags),
                 },
             )
+            await schedule_case(self.session, case, study, self.settings, actor)
         return IngestedStudy(
             study_id=study.id,
             case_id=case.id,
@@ -166,6 +174,8 @@ class IngestService:
             new_instances=new,
             existing_instances=existing,
             flags=list(case.flags),
+            pipeline=case.pipeline,
+            status=case.status.value,
         )
 
     async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:

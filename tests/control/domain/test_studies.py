@@ -312,7 +312,7 @@ async def test_no_burned_in_flag_without_the_attribute(client, accounts):
         client, accounts["admin1"].headers, ("ct.dcm", read_testdata("CT_small.dcm"))
     )
     assert response.status_code == 201, response.text
-    assert response.json()["studies"][0]["flags"] == []
+    assert response.json()["studies"][0]["flags"] == ["no_model"]  # CT: no pipeline
 
 
 def _four_channel_volume() -> np.ndarray:

@@ -1,0 +1,357 @@
+"""Radiologist review: decisions on AI findings, mask edits and sign-off, all audited.
+
+AI output is a suggestion. Only the radiologist who holds a case decides on its findings;
+decisions are never changed or deleted: a later change is a new decision that supersedes
+the current one, and two concurrent decisions on one finding cannot both be stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio.to_thread
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from control.db.models import (
+    AuditEntry,
+    Case,
+    CaseStatus,
+    Decision,
+    DecisionAction,
+    Finding,
+    FindingKind,
+    Role,
+)
+from control.domain.audit import chain
+from control.domain.audit.chain import Actor
+from control.domain.auth.identity import AuthUser
+from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from control.inference.queue import NO_MODEL_FLAG
+from control.storage import ObjectStore
+
+#: Region volumes from a BraTS label map (1 necrotic core, 2 edema, 3 enhancing tumour).
+REGION_LABELS = {
+    "enhancing_tumour": (3,),
+    "tumour_core": (1, 3),
+    "whole_tumour": (1, 2, 3),
+}
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    """What a radiologist decided on one finding.
+
+    ``supersedes`` is the id of the decision the client saw as current (None for the first
+    decision): a mismatch means someone decided in between, and the request is refused.
+    """
+
+    action: DecisionAction
+    reason: str | None = None
+    note: str | None = None
+    labels: list[str] | None = None
+    supersedes: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class EditedMask:
+    """A replacement segmentation, already validated and stored."""
+
+    key: str
+    sha256: str
+    volumes_ml: dict[str, float]
+
+
+async def case_findings(session: AsyncSession, case_id: uuid.UUID) -> list[Finding]:
+    """The case's findings (decisions loaded), oldest first."""
+    result = await session.scalars(
+        select(Finding)
+        .where(Finding.case_id == case_id)
+        .order_by(Finding.created_at, Finding.subject)
+        .execution_options(populate_existing=True)
+    )
+    return list(result.all())
+
+
+def current_decision(finding: Finding) -> Decision | None:
+    """The decision in force: the latest of the finding's chain, or None."""
+    return finding.decisions[-1] if finding.decisions else None
+
+
+async def case_history(session: AsyncSession, case: Case) -> list[AuditEntry]:
+    """Audit entries about the case or its study, in chain order."""
+    targets = [str(case.id), str(case.study_id)]
+    result = await session.scalars(
+        select(AuditEntry).where(AuditEntry.target_id.in_(targets)).order_by(AuditEntry.id)
+    )
+    return list(result.all())
+
+
+def _require_holder(case: Case, user: AuthUser) -> None:
+    if case.status == CaseStatus.SIGNED_OFF:
+        raise ConflictError("a signed-off case is read-only", code="case_signed_off")
+    if user.role != Role.RADIOLOGIST or case.assignee_id != user.id:
+        raise PermissionDeniedError(
+            "only the radiologist who holds the case may decide on it; claim it first",
+            code="not_case_holder",
+        )
+
+
+def _check_version(case: Case, version: int) -> None:
+    if case.version != version:
+        raise ConflictError(
+            "the case changed since you loaded it; reload and try again",
+            code="stale_version",
+            detail={"current_version": case.version},
+        )
+
+
+def _clean_text(value: str | None, field: str) -> str | None:
+    text = (value or "").strip()
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidInputError(
+            f"{field} must be at most {MAX_REASON_CHARS} characters", code="text_too_long"
+        )
+    return text or None
+
+
+def _validate(finding: Finding, request: DecisionRequest, mask: EditedMask | None) -> None:
+    reason = _clean_text(request.reason, "reason")
+    if request.action in (DecisionAction.REJECT, DecisionAction.EDIT) and not reason:
+        raise InvalidInputError(f"a {request.action.value} needs a reason", code="reason_required")
+    if request.action != DecisionAction.EDIT:
+        if request.labels is not None or mask is not None:
+            raise InvalidInputError(
+                "labels and masks belong to an edit", code="edit_fields_without_edit"
+            )
+        return
+    if finding.kind == FindingKind.CLASSIFICATION:
+        if request.labels is None:
+            raise InvalidInputError(
+                "an edit of a classification needs labels", code="labels_required"
+            )
+        known = set(finding.probabilities)
+        unknown = sorted(set(request.labels) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown labels: {', '.join(unknown)}",
+                code="invalid_labels",
+                detail={"unknown": unknown, "known": sorted(known)},
+            )
+    elif mask is None:
+        raise InvalidInputError(
+            "an edit of a segmentation replaces its mask: upload it to the mask endpoint",
+            code="mask_required",
+        )
+
+
+async def get_finding(session: AsyncSession, case: Case, finding_id: uuid.UUID) -> Finding:
+    """The case's finding ``finding_id``; NotFoundError otherwise."""
+    finding = await session.scalar(
+        select(Finding)
+        .where(Finding.id == finding_id, Finding.case_id == case.id)
+        .execution_options(populate_existing=True)
+    )
+    if finding is None:
+        raise NotFoundError(
+            f"finding {finding_id} not found in this case", code="finding_not_found"
+        )
+    return finding
+
+
+async def decide(
+    session: AsyncSession,
+    case: Case,
+    finding: Finding,
+    user: AuthUser,
+    actor: Actor,
+    request: DecisionRequest,
+    mask: EditedMask | None = None,
+) -> Decision:
+    """Record the holder's decision on ``finding``; commits with its audit entry.
+
+    403 ``not_case_holder``; 409 ``case_signed_off``, ``stale_decision`` (``supersedes`` is
+    not the current decision) or ``decision_conflict`` (a concurrent decision won).
+    """
+    _require_holder(case, user)
+    _validate(finding, request, mask)
+    head = current_decision(finding)
+    head_id = head.id if head else None
+    if request.supersedes != head_id:
+        raise ConflictError(
+            "another decision was recorded on this finding; reload and try again",
+            code="stale_decision",
+            detail={"current_decision_id": str(head_id) if head_id else None},
+        )
+    decision = Decision(
+        id=uuid.uuid4(),
+        finding_id=finding.id,
+        case_id=case.id,
+        sequence=(head.sequence + 1) if head else 1,
+        action=request.action,
+        user_id=user.id,
+        username=user.username,
+        reason=_clean_text(request.reason, "reason"),
+        note=_clean_text(request.note, "note"),
+        labels=sorted(set(request.labels)) if request.labels is not None else None,
+        mask_key=mask.key if mask else None,
+        mask_sha256=mask.sha256 if mask else None,
+        volumes_ml=mask.volumes_ml if mask else None,
+        supersedes_id=head_id,
+    )
+    session.add(decision)
+    if case.status in (CaseStatus.INFERRED, CaseStatus.QUEUED):
+        case.status = CaseStatus.IN_REVIEW
+    case.updated_at = datetime.now(UTC)  # a new version: cached views of the case go stale
+    await chain.append(
+        session,
+        "decision.recorded",
+        actor,
+        target_type="case",
+        target_id=str(case.id),
+        details={
+            "finding_id": str(finding.id),
+            "decision_id": str(decision.id),
+            "sequence": decision.sequence,
+            "action": decision.action.value,
+            "reason": decision.reason,
+            "labels": decision.labels,
+            "ai_labels": finding.labels,
+            "mask_sha256": decision.mask_sha256,
+            "supersedes": str(head_id) if head_id else None,
+        },
+    )
+    await _commit_or_conflict(session)
+    return decision
+
+
+async def _commit_or_conflict(session: AsyncSession) -> None:
+    try:
+        await session.commit()
+    except (IntegrityError, StaleDataError):
+        await session.rollback()
+        raise ConflictError(
+            "a concurrent change to this case won; reload and try again",
+            code="decision_conflict",
+        ) from None
+
+
+def _mask_volumes(
+    payload: bytes,
+    reference_shape: tuple[int, ...],
+    affine: npt.NDArray[np.float64],
+    filename: str,
+) -> tuple[bytes, dict[str, float]]:
+    """Validate an uploaded label map against the AI segmentation's grid; canonical bytes."""
+    try:
+        raw = gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
+        image = nib.Nifti1Image.from_bytes(raw)
+        data = np.asarray(image.dataobj)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"{filename}: not a readable NIfTI-1 label map ({exc})", code="invalid_mask"
+        ) from None
+    if data.shape != reference_shape:
+        raise InvalidInputError(
+            f"{filename}: mask shape {list(data.shape)} differs from the segmentation's "
+            f"{list(reference_shape)}",
+            code="mask_shape_mismatch",
+            detail={"expected": list(reference_shape), "got": list(data.shape)},
+        )
+    if not np.all(np.isfinite(data)) or not np.array_equal(data, np.rint(data)):
+        raise InvalidInputError(f"{filename}: labels must be integers", code="invalid_mask")
+    values = set(np.unique(data).astype(int).tolist())
+    if not values <= {0, 1, 2, 3}:
+        raise InvalidInputError(
+            f"{filename}: labels must be 0-3 (found {sorted(values)})", code="invalid_mask"
+        )
+    labels = data.astype(np.uint8)
+    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    volumes = {
+        name: round(float(np.isin(labels, codes).sum()) * voxel_ml, 3)
+        for name, codes in REGION_LABELS.items()
+    }
+    out = nib.Nifti1Image(labels, affine)  # type: ignore[no-untyped-call]
+    out.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
+    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0), volumes
+
+
+async def store_mask(
+    store: ObjectStore, case: Case, finding: Finding, user: AuthUser, payload: bytes, filename: str
+) -> EditedMask:
+    """Validate an uploaded replacement mask and store it under a new key.
+
+    The caller deletes the object again if the decision that references it is refused.
+    """
+    _require_holder(case, user)
+    if finding.kind != FindingKind.SEGMENTATION:
+        raise InvalidInputError("only segmentations take a mask", code="not_a_segmentation")
+    reference = await store.get(finding.artifacts["segmentation"])
+    ai_image = nib.Nifti1Image.from_bytes(gzip.decompress(reference))
+    canonical, volumes = await anyio.to_thread.run_sync(
+        _mask_volumes, payload, tuple(ai_image.shape), ai_image.affine, filename
+    )
+    key = f"derived/cases/{case.id}/masks/{uuid.uuid4()}.nii.gz"
+    stored = await store.put(key, canonical, content_type="application/gzip")
+    return EditedMask(key=key, sha256=stored.sha256, volumes_ml=volumes)
+
+
+async def sign_off(
+    session: AsyncSession,
+    case: Case,
+    user: AuthUser,
+    actor: Actor,
+    *,
+    version: int,
+    note: str | None,
+) -> Case:
+    """Sign the case off: every AI finding must carry a decision; the case becomes read-only."""
+    _require_holder(case, user)
+    _check_version(case, version)
+    readable = case.status in (CaseStatus.INFERRED, CaseStatus.IN_REVIEW, CaseStatus.FAILED) or (
+        case.status == CaseStatus.RECEIVED and NO_MODEL_FLAG in case.flags
+    )
+    if not readable:
+        raise ConflictError(
+            f"a {case.status.value} case cannot be signed off yet: its inference is pending",
+            code="inference_pending",
+        )
+    findings = await case_findings(session, case.id)
+    undecided = [str(f.id) for f in findings if current_decision(f) is None]
+    if undecided:
+        raise ConflictError(
+            f"{len(undecided)} AI finding(s) have no decision yet",
+            code="decisions_missing",
+            detail={"finding_ids": undecided},
+        )
+    now = datetime.now(UTC)
+    case.status = CaseStatus.SIGNED_OFF
+    case.signed_off_by_id = user.id
+    case.signed_off_at = now
+    case.sign_off_note = _clean_text(note, "note")
+    await chain.append(
+        session,
+        "case.signed_off",
+        actor,
+        target_type="case",
+        target_id=str(case.id),
+        details={
+            "decisions": {
+                str(f.id): str(decision.id)
+                for f in findings
+                if (decision := current_decision(f)) is not None
+            },
+            "note": case.sign_off_note,
+        },
+    )
+    await _commit_or_conflict(session)
+    return case

@@ -1,0 +1,219 @@
+"""Viewer endpoints: DICOM frames and headers, heat-map and segmentation overlays as PNG.
+
+Every route first checks that the caller may see the case; images and headers are then
+served from the cache, keyed by the case's version (see :mod:`control.domain.viewer.cache`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.db.models import FindingKind, Role
+from control.domain.auth.guards import requires
+from control.domain.auth.identity import AuthUser
+from control.domain.cases.service import get_case
+from control.domain.findings.service import get_finding
+from control.domain.viewer import service
+from control.domain.viewer.cache import Producer, cache_key, cached
+from control.domain.viewer.schemas import SegmentationVolume
+
+AuthRequest = Request[AuthUser, object, State]
+PNG = "image/png"
+DICOM_JSON = "application/dicom+json"
+
+WindowCenter = Annotated[
+    float | None,
+    Parameter(description="display window centre (with window_width); default: the image's"),
+]
+WindowWidth = Annotated[
+    float | None,
+    Parameter(description="display window width > 0 (with window_center)"),
+]
+Alpha = Annotated[float, Parameter(description="overlay opacity, 0 to 1")]
+
+
+async def _cached(request: AuthRequest, key: str, produce: Producer) -> bytes:
+    state = request.app.state
+    return await cached(state.cache, key, state.settings.cache_ttl_s, produce)
+
+
+class ViewerController(Controller):
+    path = "/api/cases"
+    tags = ["viewer"]
+    guards = [requires(Role.ADMIN, Role.RADIOLOGIST)]
+
+    @get(
+        "/{case_id:uuid}/instances/{instance_id:uuid}/frames/{frame:int}",
+        operation_id="renderFrame",
+        media_type=PNG,
+    )
+    async def render_frame(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        instance_id: uuid.UUID,
+        frame: int,
+        window_center: WindowCenter = None,
+        window_width: WindowWidth = None,
+    ) -> Response[bytes]:
+        """Frame ``frame`` (0-based) of a DICOM image as PNG, grey images windowed.
+
+        Without a window the image's own Window Center/Width is used, else one spanning its
+        values. NIfTI volumes answer 400 ``not_a_dicom_image``: use the slice endpoint.
+        """
+        case = await get_case(db_session, case_id, request.user)
+        instance = await service.get_instance(db_session, case, instance_id)
+        service.require_dicom_image(instance)
+        window = service.requested_window(window_center, window_width)
+        key = cache_key(
+            case,
+            request.url.path,
+            {"window_center": window_center, "window_width": window_width},
+        )
+        store = request.app.state.store
+        png = await _cached(request, key, lambda: service.frame_png(store, instance, frame, window))
+        return Response(content=png, media_type=PNG)
+
+    @get(
+        "/{case_id:uuid}/instances/{instance_id:uuid}/metadata",
+        operation_id="getInstanceMetadata",
+        media_type=DICOM_JSON,
+    )
+    async def get_instance_metadata(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        instance_id: uuid.UUID,
+    ) -> Response[bytes]:
+        """The instance's de-identified DICOM header as DICOM JSON (PS3.18 F.2).
+
+        Pixel data and other binary elements over 1 KiB are left out.
+        """
+        case = await get_case(db_session, case_id, request.user)
+        instance = await service.get_instance(db_session, case, instance_id)
+        service.require_dicom_image(instance)
+        store = request.app.state.store
+        header = await _cached(
+            request,
+            cache_key(case, request.url.path, {}),
+            lambda: service.header_json(store, instance),
+        )
+        return Response(content=header, media_type=DICOM_JSON)
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}",
+        operation_id="renderCamOverlay",
+        media_type=PNG,
+    )
+    async def render_cam_overlay(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+        label: str,
+        alpha: Alpha = 0.4,
+        window_center: WindowCenter = None,
+        window_width: WindowWidth = None,
+    ) -> Response[bytes]:
+        """A classification finding's heat map for ``label`` over its image, as RGB PNG.
+
+        400 ``not_a_classification`` for other findings; 404 ``cam_not_found`` when the
+        model gave no heat map for ``label``.
+        """
+        case = await get_case(db_session, case_id, request.user)
+        finding = await get_finding(db_session, case, finding_id)
+        service.require_kind(finding, FindingKind.CLASSIFICATION)
+        cam = service.cam_key(finding, label)
+        window = service.requested_window(window_center, window_width)
+        instance = await service.finding_instance(db_session, case, finding)
+        key = cache_key(
+            case,
+            request.url.path,
+            {"alpha": alpha, "window_center": window_center, "window_width": window_width},
+        )
+        store = request.app.state.store
+        png = await _cached(
+            request, key, lambda: service.cam_overlay_png(store, instance, cam, alpha, window)
+        )
+        return Response(content=png, media_type=PNG)
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/slices/{plane:str}/{index:int}",
+        operation_id="renderSegmentationSlice",
+        media_type=PNG,
+    )
+    async def render_segmentation_slice(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+        plane: Annotated[str, Parameter(description="axial, coronal or sagittal")],
+        index: int,
+        channel: Annotated[str, Parameter(description="T1, T1ce, T2 or FLAIR")] = "FLAIR",
+        overlay: Annotated[bool, Parameter(description="tint the labelled voxels")] = True,
+        alpha: Alpha = 0.4,
+        mask: Annotated[
+            str,
+            Parameter(description="'current': the edited mask in force, else the AI's; 'ai'"),
+        ] = "current",
+        window_center: WindowCenter = None,
+        window_width: WindowWidth = None,
+    ) -> Response[bytes]:
+        """Slice ``index`` of a segmentation finding's MRI volume in ``plane``, as PNG.
+
+        Shown in radiological orientation; with ``overlay`` the labels are tinted (necrotic
+        core red, edema green, enhancing tumour yellow). Without a window the channel's
+        default window is used. 400 ``not_a_segmentation``, ``invalid_channel``,
+        ``invalid_mask_choice``, ``invalid_plane``, ``slice_out_of_range``.
+        """
+        case = await get_case(db_session, case_id, request.user)
+        finding = await get_finding(db_session, case, finding_id)
+        service.require_kind(finding, FindingKind.SEGMENTATION)
+        view = (service.require_plane(plane), index, service.require_channel(channel))
+        labels = service.label_map_source(finding, mask)
+        window = service.requested_window(window_center, window_width)
+        params: dict[str, object] = {
+            "channel": channel,
+            "overlay": overlay,
+            "alpha": alpha if overlay else None,
+            "mask": mask if overlay else None,
+            "window_center": window_center,
+            "window_width": window_width,
+        }
+        store = request.app.state.store
+        png = await _cached(
+            request,
+            cache_key(case, request.url.path, params),
+            lambda: service.segmentation_slice_png(
+                store, finding, view, window, labels if overlay else None, alpha
+            ),
+        )
+        return Response(content=png, media_type=PNG)
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/volume",
+        operation_id="getSegmentationVolume",
+    )
+    async def get_segmentation_volume(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+    ) -> SegmentationVolume:
+        """The grid of a segmentation finding's volume: shape, spacing, slices per plane,
+        channels and the AI's region volumes in millilitres (400 ``not_a_segmentation``)."""
+        case = await get_case(db_session, case_id, request.user)
+        finding = await get_finding(db_session, case, finding_id)
+        service.require_kind(finding, FindingKind.SEGMENTATION)
+        return await service.segmentation_volume(request.app.state.store, finding)

@@ -1,0 +1,300 @@
+"""What the viewer shows: DICOM frames, headers, heat-map and segmentation overlays.
+
+Objects come from the object store; decoding, rendering and PNG encoding run in worker
+threads. Parameters are checked before anything is loaded, with stable error codes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from io import BytesIO
+from typing import Any, get_args
+
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+import pydicom
+from PIL import Image
+from pydicom.dataelem import DataElement
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series
+from control.domain.findings.service import current_decision
+from control.domain.studies.prepare import NIFTI_SOP_CLASS
+from control.domain.viewer.schemas import SegmentationVolume, SliceCounts
+from control.domain.viewer.volume_cache import DisplayVolume, load_label_map, load_volume
+from control.errors import InvalidInputError, NotFoundError
+from control.imaging.render import (
+    Plane,
+    Window,
+    apply_window,
+    cam_overlay,
+    encode_png,
+    render_frame,
+    segmentation_overlay,
+    slice_count,
+    volume_slice,
+)
+from control.imaging.volumes import BRATS_CHANNELS
+from control.storage import ObjectStore
+
+MASK_CHOICES = ("current", "ai")
+"""``ai``: the model's label map; ``current``: the edited mask in force, else the model's."""
+
+#: Binary elements longer than this (base64 characters) are left out of the DICOM JSON.
+BULK_DATA_THRESHOLD = 1024
+_OMITTED = "medvision:omitted"
+
+
+async def get_instance(session: AsyncSession, case: Case, instance_id: uuid.UUID) -> Instance:
+    """The instance ``instance_id`` of the case's study; NotFoundError otherwise."""
+    instance = await session.scalar(
+        select(Instance)
+        .join(Series, Instance.series_id == Series.id)
+        .where(Instance.id == instance_id, Series.study_id == case.study_id)
+    )
+    if instance is None:
+        raise NotFoundError(
+            f"instance {instance_id} not found in this case", code="instance_not_found"
+        )
+    return instance
+
+
+async def finding_instance(session: AsyncSession, case: Case, finding: Finding) -> Instance:
+    """The image a classification finding is about; NotFoundError when it is gone."""
+    if finding.instance_id is None:
+        raise NotFoundError(
+            f"finding {finding.id} has no image (it was removed)", code="instance_not_found"
+        )
+    return await get_instance(session, case, finding.instance_id)
+
+
+def require_dicom_image(instance: Instance) -> None:
+    """Reject NIfTI volumes, which have no DICOM frames or header (400 ``not_a_dicom_image``)."""
+    if instance.sop_class_uid == NIFTI_SOP_CLASS:
+        raise InvalidInputError(
+            "this instance is a NIfTI volume, not a DICOM image: view it through the "
+            "segmentation slice endpoint",
+            code="not_a_dicom_image",
+        )
+
+
+def requested_window(center: float | None, width: float | None) -> Window | None:
+    """The window given by query parameters, or None for the default window.
+
+    Raises ``InvalidInputError("invalid_window")`` when only one of the two is given, the
+    width is not a finite number > 0 or the center is not finite.
+    """
+    if center is None and width is None:
+        return None
+    if center is None or width is None:
+        raise InvalidInputError(
+            "give both window_center and window_width, or neither", code="invalid_window"
+        )
+    if not (math.isfinite(center) and math.isfinite(width) and width > 0):
+        raise InvalidInputError(
+            f"window center {center} / width {width}: the width must be a finite number > 0 "
+            "and the center finite",
+            code="invalid_window",
+            detail={"center": center, "width": width},
+        )
+    return Window(center=center, width=width)
+
+
+def require_kind(finding: Finding, kind: FindingKind) -> None:
+    """Reject a finding of another kind (400 ``not_a_classification`` / ``not_a_segmentation``)."""
+    if finding.kind != kind:
+        raise InvalidInputError(
+            f"finding {finding.id} is a {finding.kind.value}, not a {kind.value}",
+            code=f"not_a_{kind.value}",
+        )
+
+
+def cam_key(finding: Finding, label: str) -> str:
+    """The object key of the finding's heat map for ``label``; 404 ``cam_not_found``."""
+    key = finding.artifacts.get(f"cam:{label}")
+    if key is None:
+        available = sorted(
+            name.removeprefix("cam:") for name in finding.artifacts if name.startswith("cam:")
+        )
+        raise NotFoundError(
+            f"the finding has no heat map for {label!r}",
+            code="cam_not_found",
+            detail={"available": available},
+        )
+    return key
+
+
+def require_plane(plane: str) -> Plane:
+    """``plane`` as a :data:`Plane`; 400 ``invalid_plane`` for anything else."""
+    planes: tuple[Plane, ...] = get_args(Plane)
+    for known in planes:
+        if plane == known:
+            return known
+    raise InvalidInputError(
+        f"unknown plane {plane!r}; expected one of {', '.join(planes)}",
+        code="invalid_plane",
+        detail={"plane": plane},
+    )
+
+
+def require_channel(channel: str) -> str:
+    """``channel`` if it names an MRI channel; 400 ``invalid_channel`` otherwise."""
+    if channel not in BRATS_CHANNELS:
+        raise InvalidInputError(
+            f"unknown channel {channel!r}; expected one of {', '.join(BRATS_CHANNELS)}",
+            code="invalid_channel",
+            detail={"channel": channel},
+        )
+    return channel
+
+
+def label_map_source(finding: Finding, mask: str) -> tuple[str, str | None]:
+    """``(object key, SHA-256 or None)`` of the label map ``mask`` chooses (see MASK_CHOICES).
+
+    Raises ``InvalidInputError("invalid_mask_choice")`` for an unknown choice.
+    """
+    if mask not in MASK_CHOICES:
+        raise InvalidInputError(
+            f"mask must be one of {', '.join(MASK_CHOICES)}, not {mask!r}",
+            code="invalid_mask_choice",
+        )
+    decision = current_decision(finding)
+    if (
+        mask == "current"
+        and decision is not None
+        and decision.action == DecisionAction.EDIT
+        and decision.mask_key
+    ):
+        return decision.mask_key, decision.mask_sha256
+    return _artifact(finding, "segmentation"), None
+
+
+async def frame_png(
+    store: ObjectStore, instance: Instance, frame: int, window: Window | None
+) -> bytes:
+    """PNG of frame ``frame`` of a DICOM instance under ``window`` (None: its default)."""
+    payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
+    return await anyio.to_thread.run_sync(_frame_png, payload, frame, window)
+
+
+async def header_json(store: ObjectStore, instance: Instance) -> bytes:
+    """The stored (de-identified) DICOM header as DICOM JSON, without pixel and bulk data."""
+    payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
+    return await anyio.to_thread.run_sync(_header_json, payload)
+
+
+async def cam_overlay_png(
+    store: ObjectStore, instance: Instance, key: str, alpha: float, window: Window | None
+) -> bytes:
+    """PNG of the instance's first frame with the heat map stored under ``key`` blended in."""
+    payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
+    cam = await store.get(key)
+    return await anyio.to_thread.run_sync(_cam_overlay_png, payload, cam, alpha, window)
+
+
+async def segmentation_slice_png(
+    store: ObjectStore,
+    finding: Finding,
+    view: tuple[Plane, int, str],
+    window: Window | None,
+    labels: tuple[str, str | None] | None,
+    alpha: float,
+) -> bytes:
+    """PNG of one slice of the finding's volume, tinted by a label map.
+
+    ``view`` is ``(plane, index, channel)``; ``labels`` the label map's ``(key, sha256)``
+    (None: no overlay); ``window`` None means the channel's default window.
+    """
+    volume = await load_volume(store, _artifact(finding, "volume"))
+    label_map = await load_label_map(store, *labels) if labels is not None else None
+    return await anyio.to_thread.run_sync(_slice_png, volume, view, window, label_map, alpha)
+
+
+async def segmentation_volume(store: ObjectStore, finding: Finding) -> SegmentationVolume:
+    """Shape, spacing, slice counts and channels of the finding's volume, with its volumes."""
+    volume = await load_volume(store, _artifact(finding, "volume"))
+    _, x, y, z = volume.channels.shape
+    shown = (int(x), int(y), int(z))
+    return SegmentationVolume(
+        shape=list(volume.stored_shape),
+        spacing_mm=list(volume.spacing_mm),
+        slices=SliceCounts(
+            axial=slice_count(shown, "axial"),
+            coronal=slice_count(shown, "coronal"),
+            sagittal=slice_count(shown, "sagittal"),
+        ),
+        channels=list(BRATS_CHANNELS),
+        volumes_ml=dict(finding.volumes_ml),
+    )
+
+
+def _artifact(finding: Finding, name: str) -> str:
+    key = finding.artifacts.get(name)
+    if key is None:
+        raise NotFoundError(
+            f"the finding has no {name} object", code="artifact_not_found", detail={"name": name}
+        )
+    return key
+
+
+def _dataset(payload: bytes, *, header_only: bool = False) -> pydicom.Dataset:
+    return pydicom.dcmread(BytesIO(payload), stop_before_pixels=header_only)
+
+
+def _frame_png(payload: bytes, frame: int, window: Window | None) -> bytes:
+    return encode_png(render_frame(_dataset(payload), frame, window))
+
+
+def _omit_bulk_data(_element: DataElement) -> str:
+    return _OMITTED
+
+
+def _without_omitted(value: Any) -> Any:
+    """DICOM JSON with every element the bulk data handler marked removed (nested too)."""
+    if isinstance(value, dict):
+        return {
+            name: _without_omitted(item)
+            for name, item in value.items()
+            if not (isinstance(item, dict) and item.get("BulkDataURI") == _OMITTED)
+        }
+    if isinstance(value, list):
+        return [_without_omitted(item) for item in value]
+    return value
+
+
+def _header_json(payload: bytes) -> bytes:
+    header = _dataset(payload, header_only=True).to_json_dict(
+        bulk_data_threshold=BULK_DATA_THRESHOLD,
+        bulk_data_element_handler=_omit_bulk_data,
+        suppress_invalid_tags=True,
+    )
+    return json.dumps(_without_omitted(header), separators=(",", ":")).encode()
+
+
+def _decode_cam(png: bytes) -> npt.NDArray[np.uint8]:
+    with Image.open(BytesIO(png)) as image:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _cam_overlay_png(payload: bytes, cam: bytes, alpha: float, window: Window | None) -> bytes:
+    base = render_frame(_dataset(payload), 0, window)
+    return encode_png(cam_overlay(base, _decode_cam(cam), alpha))
+
+
+def _slice_png(
+    volume: DisplayVolume,
+    view: tuple[Plane, int, str],
+    window: Window | None,
+    label_map: npt.NDArray[Any] | None,
+    alpha: float,
+) -> bytes:
+    plane, index, channel = view
+    section = volume_slice(volume.channel(channel), plane, index)
+    grey = apply_window(section, window or volume.windows[channel])
+    if label_map is None:
+        return encode_png(grey)
+    return encode_png(segmentation_overlay(grey, volume_slice(label_map, plane, index), alpha))

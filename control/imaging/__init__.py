@@ -1,0 +1,1 @@
+"""Turn DICOM frames, MRI volumes and model outputs into displayable images."""

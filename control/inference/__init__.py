@@ -1,0 +1,1 @@
+"""Inference orchestration: routing cases to pipelines, the durable job queue and the worker."""

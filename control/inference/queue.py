@@ -1,0 +1,259 @@
+"""The durable inference job queue, kept in the database (no extra service).
+
+No maintained job-queue library runs on both SQLite and PostgreSQL (procrastinate and
+PgQueuer are PostgreSQL-only, arq/saq need Redis), so the queue is this module: one table,
+``inference_jobs``. A worker claims a job by setting a lease (PostgreSQL picks candidates
+with ``SELECT … FOR UPDATE SKIP LOCKED`` so several workers never wait on each other; every
+claim is also a compare-and-set ``UPDATE``, which is what keeps SQLite's single worker safe
+from a second one started by mistake). A worker renews its lease while it runs; when a
+worker dies, its lease expires and another worker takes the job again: execution is
+at-least-once, and result writes are idempotent (see :mod:`control.inference.worker`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from control.config import Settings
+from control.db.models import Case, CaseStatus, InferenceJob, JobStatus
+from control.domain.audit import chain
+from control.domain.audit.chain import SYSTEM, Actor
+from control.errors import ConflictError
+
+NO_MODEL_FLAG = "no_model"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker now holds, with the attempt number it is running."""
+
+    id: uuid.UUID
+    case_id: uuid.UUID
+    pipeline: str
+    attempt: int
+    max_attempts: int
+
+
+def backoff_s(attempt: int, settings: Settings) -> float:
+    """Delay before retry number ``attempt`` (1-based): doubling from the base, capped."""
+    return float(min(settings.job_backoff_s * 2 ** (attempt - 1), settings.job_backoff_max_s))
+
+
+async def active_job(session: AsyncSession, case_id: uuid.UUID) -> InferenceJob | None:
+    """The case's pending, running or finished job, if any (failed jobs are not active)."""
+    job: InferenceJob | None = await session.scalar(
+        select(InferenceJob)
+        .where(InferenceJob.case_id == case_id, InferenceJob.status != JobStatus.FAILED)
+        .order_by(InferenceJob.created_at.desc())
+        .limit(1)
+    )
+    return job
+
+
+async def enqueue(
+    session: AsyncSession, case: Case, pipeline: str, settings: Settings, actor: Actor
+) -> InferenceJob | None:
+    """Queue ``case`` for ``pipeline`` inside the caller's transaction.
+
+    Returns None (and changes nothing) when the case already has an active job or is
+    signed off: one case is inferred once unless an admin asks again.
+    """
+    if case.status == CaseStatus.SIGNED_OFF or await active_job(session, case.id) is not None:
+        return None
+    job = InferenceJob(
+        case_id=case.id,
+        pipeline=pipeline,
+        status=JobStatus.PENDING,
+        attempts=0,
+        max_attempts=settings.job_max_attempts,
+        available_at=utcnow(),
+    )
+    session.add(job)
+    case.status = CaseStatus.QUEUED
+    case.pipeline = pipeline
+    case.status_reason = None
+    case.flags = [flag for flag in case.flags if flag != NO_MODEL_FLAG]
+    await session.flush()
+    await chain.append(
+        session,
+        "inference.queued",
+        actor,
+        target_type="case",
+        target_id=str(case.id),
+        details={"job_id": str(job.id), "pipeline": pipeline},
+    )
+    return job
+
+
+def mark_no_model(case: Case, reason: str) -> None:
+    """Show ``case`` on the worklist as one no model can read, with why."""
+    if NO_MODEL_FLAG not in case.flags:
+        case.flags = [*case.flags, NO_MODEL_FLAG]
+    case.status_reason = reason
+
+
+async def claim(
+    session_factory: async_sessionmaker[AsyncSession], worker_id: str, settings: Settings
+) -> ClaimedJob | None:
+    """Take the most urgent job that is due (or whose worker's lease expired), or None.
+
+    A job whose lease expired after its last allowed attempt is failed instead of retaken.
+    """
+    async with session_factory() as session:
+        while True:
+            now = utcnow()
+            due = or_(
+                and_(InferenceJob.status == JobStatus.PENDING, InferenceJob.available_at <= now),
+                and_(InferenceJob.status == JobStatus.RUNNING, InferenceJob.lease_expires_at < now),
+            )
+            job = await session.scalar(
+                select(InferenceJob)
+                .join(Case, Case.id == InferenceJob.case_id)
+                .where(due)
+                .order_by(Case.priority_rank, InferenceJob.available_at)
+                .limit(1)
+                .with_for_update(skip_locked=True, of=InferenceJob)
+            )
+            if job is None:
+                await session.rollback()
+                return None
+            if job.status == JobStatus.RUNNING and job.attempts >= job.max_attempts:
+                await _fail(
+                    session,
+                    job,
+                    "worker_lost",
+                    f"the worker running attempt {job.attempts} stopped and no attempts remain",
+                )
+                await session.commit()
+                continue
+            taken = await session.execute(
+                update(InferenceJob)
+                .where(
+                    InferenceJob.id == job.id,
+                    InferenceJob.status == job.status,
+                    InferenceJob.attempts == job.attempts,
+                )
+                .values(
+                    status=JobStatus.RUNNING,
+                    attempts=job.attempts + 1,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=settings.job_lease_s),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                await session.rollback()
+                continue
+            claimed = ClaimedJob(
+                job.id, job.case_id, job.pipeline, job.attempts + 1, job.max_attempts
+            )
+            await session.commit()
+            return claimed
+
+
+async def renew_lease(
+    session_factory: async_sessionmaker[AsyncSession],
+    job_id: uuid.UUID,
+    worker_id: str,
+    lease_s: float,
+) -> bool:
+    """Extend this worker's lease on a running job; False when the job is no longer its own."""
+    async with session_factory() as session:
+        result = await session.execute(
+            update(InferenceJob)
+            .where(
+                InferenceJob.id == job_id,
+                InferenceJob.status == JobStatus.RUNNING,
+                InferenceJob.lease_owner == worker_id,
+            )
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        )
+        await session.commit()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _fail(session: AsyncSession, job: InferenceJob, code: str, reason: str) -> None:
+    job.status = JobStatus.FAILED
+    job.error_code = code
+    job.last_error = reason
+    job.finished_at = utcnow()
+    job.lease_owner = None
+    job.lease_expires_at = None
+    case = await session.get(Case, job.case_id)
+    if case is not None and case.status != CaseStatus.SIGNED_OFF:
+        case.status = CaseStatus.FAILED
+        case.status_reason = reason
+    await chain.append(
+        session,
+        "inference.failed",
+        SYSTEM,
+        target_type="case",
+        target_id=str(job.case_id),
+        outcome="failure",
+        details={"job_id": str(job.id), "attempts": job.attempts, "code": code, "reason": reason},
+    )
+
+
+async def give_up_or_retry(
+    session_factory: async_sessionmaker[AsyncSession],
+    claimed: ClaimedJob,
+    worker_id: str,
+    *,
+    code: str,
+    reason: str,
+    retryable: bool,
+    settings: Settings,
+) -> JobStatus | None:
+    """Record a failed attempt: back to pending after a backoff, or failed for good.
+
+    Nothing changes (None) if the job is no longer this worker's (its lease expired and
+    another worker took it over).
+    """
+    async with session_factory() as session:
+        job = await session.get(InferenceJob, claimed.id, with_for_update=True)
+        if job is None or job.status != JobStatus.RUNNING or job.lease_owner != worker_id:
+            await session.rollback()
+            return None
+        if retryable and job.attempts < job.max_attempts:
+            job.status = JobStatus.PENDING
+            job.error_code = code
+            job.last_error = reason
+            job.lease_owner = None
+            job.lease_expires_at = None
+            job.available_at = utcnow() + timedelta(seconds=backoff_s(job.attempts, settings))
+        else:
+            await _fail(session, job, code, reason)
+        status = job.status
+        await session.commit()
+        return status
+
+
+async def retry_case(
+    session: AsyncSession, case: Case, settings: Settings, actor: Actor, version: int
+) -> InferenceJob:
+    """Queue a failed case again (admin); 409 unless the case is ``failed``."""
+    if case.version != version:
+        raise ConflictError(
+            "the case changed since you loaded it; reload and try again",
+            code="stale_version",
+            detail={"current_version": case.version},
+        )
+    if case.status != CaseStatus.FAILED or not case.pipeline:
+        raise ConflictError(
+            "only a failed case with a pipeline can be retried",
+            code="case_not_failed",
+            detail={"status": case.status.value},
+        )
+    job = await enqueue(session, case, case.pipeline, settings, actor)
+    if job is None:
+        raise ConflictError("the case already has an active job", code="job_active")
+    return job

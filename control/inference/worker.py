@@ -1,0 +1,281 @@
+"""The job worker: claims inference jobs, runs their pipeline on Triton, stores the findings.
+
+Execution is at-least-once (a job whose worker died is run again) and the result write is
+idempotent: findings are unique per (job, subject), the job is marked done in the same
+transaction, and a worker that finds the job already done discards its own results. So a
+job's findings and its ``inference.completed`` audit entries are written exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from control.config import Settings
+from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus, Series, Study
+from control.domain.audit import chain
+from control.domain.audit.chain import SYSTEM
+from control.errors import InvalidInputError, MedVisionError, NotFoundError
+from control.inference import queue
+from control.inference.pipelines import PIPELINES, FindingDraft
+from control.inference.queue import ClaimedJob
+from control.inference.routing import RoutingRules, route_study
+from control.storage import ObjectStore
+from control.triton.client import InferenceBadInputError, TritonClient
+
+logger = logging.getLogger("medvision.worker")
+
+#: Errors that say the input itself is unusable: retrying cannot help.
+_PERMANENT: tuple[type[Exception], ...] = (InferenceBadInputError, InvalidInputError, NotFoundError)
+
+
+class Worker:
+    """Runs jobs from the queue until stopped; safe to run several against PostgreSQL."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        *,
+        worker_id: str | None = None,
+        triton: TritonClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.store = store
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.triton = triton or TritonClient(
+            settings.triton_url, timeout_s=settings.triton_timeout_s, retries=1
+        )
+        self.rules = RoutingRules.from_settings(settings)
+        self._wakeup = asyncio.Event()
+        self.jobs_done = 0
+
+    def notify(self) -> None:
+        """Look at the queue now instead of at the next poll (new work was queued)."""
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run jobs until ``stop`` is set; sleeps ``worker_poll_s`` when idle."""
+        logger.info("worker %s started", self.worker_id)
+        try:
+            while not stop.is_set():
+                try:
+                    worked = await self.run_once()
+                except Exception:  # the database went away: keep the worker alive, try again
+                    logger.exception("worker %s: claiming a job failed", self.worker_id)
+                    worked = False
+                if worked:
+                    continue
+                self._wakeup.clear()
+                waiters = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._wakeup.wait()),
+                ]
+                await asyncio.wait(
+                    waiters, timeout=self.settings.worker_poll_s, return_when="FIRST_COMPLETED"
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            await self.triton.close()
+            logger.info("worker %s stopped", self.worker_id)
+
+    async def run_once(self) -> bool:
+        """Run one due job if there is one; False when the queue had nothing due."""
+        claimed = await queue.claim(self.session_factory, self.worker_id, self.settings)
+        if claimed is None:
+            return False
+        logger.info(
+            "worker %s: job %s (%s, case %s, attempt %d/%d)",
+            self.worker_id,
+            claimed.id,
+            claimed.pipeline,
+            claimed.case_id,
+            claimed.attempt,
+            claimed.max_attempts,
+        )
+        heartbeat = asyncio.create_task(self._keep_lease(claimed))
+        try:
+            drafts = await self._execute(claimed)
+        except Exception as exc:
+            heartbeat.cancel()
+            await self._record_failure(claimed, exc)
+            return True
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        await self._complete(claimed, drafts)
+        return True
+
+    async def _keep_lease(self, claimed: ClaimedJob) -> None:
+        interval = max(self.settings.job_lease_s / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await queue.renew_lease(
+                    self.session_factory, claimed.id, self.worker_id, self.settings.job_lease_s
+                )
+            except Exception:
+                logger.warning(
+                    "worker %s: could not renew the lease of %s", self.worker_id, claimed.id
+                )
+
+    async def _load_case(self, session: AsyncSession, case_id: uuid.UUID) -> Case:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise NotFoundError(f"case {case_id} no longer exists", code="case_not_found")
+        # Series and instances as they are now, not as an earlier session cached them.
+        await session.scalars(
+            select(Series)
+            .where(Series.study_id == case.study_id)
+            .execution_options(populate_existing=True)
+        )
+        await session.refresh(case.study, attribute_names=["series"])
+        return case
+
+    async def _execute(self, claimed: ClaimedJob) -> list[FindingDraft]:
+        async with self.session_factory() as session:
+            case = await self._load_case(session, claimed.case_id)
+            study: Study = case.study
+            route = route_study(study, self.rules)
+            if route.pipeline != claimed.pipeline:
+                raise InvalidInputError(
+                    f"the study no longer fits the {claimed.pipeline} pipeline: {route.reason}",
+                    code="route_changed",
+                )
+            pipeline = PIPELINES[claimed.pipeline]
+            drafts = await pipeline(
+                case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
+            )
+            await session.rollback()
+        return drafts
+
+    async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> None:
+        if isinstance(exc, MedVisionError):
+            code, reason = exc.code, exc.message
+        else:
+            code, reason = "internal_error", f"{type(exc).__name__}: {exc}"
+            logger.error("worker %s: job %s crashed", self.worker_id, claimed.id, exc_info=exc)
+        # Triton or storage unavailable, timeouts, model errors: worth another attempt.
+        retryable = not isinstance(exc, _PERMANENT)
+        status = await queue.give_up_or_retry(
+            self.session_factory,
+            claimed,
+            self.worker_id,
+            code=code,
+            reason=reason,
+            retryable=retryable,
+            settings=self.settings,
+        )
+        logger.warning(
+            "worker %s: job %s attempt %d failed (%s: %s) -> %s",
+            self.worker_id,
+            claimed.id,
+            claimed.attempt,
+            code,
+            reason,
+            status.value if status else "taken over",
+        )
+
+    async def _complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
+        """Write the findings and mark the job done, once; False if another run already did."""
+        async with self.session_factory() as session:
+            job = await session.get(InferenceJob, claimed.id, with_for_update=True)
+            if job is None or job.status in (JobStatus.DONE, JobStatus.FAILED):
+                await session.rollback()
+                return False
+            case = await session.get(Case, claimed.case_id)
+            if case is None:
+                await session.rollback()
+                return False
+            findings = [_finding(case.id, claimed.id, draft) for draft in drafts]
+            session.add_all(findings)
+            await session.flush()
+            now = datetime.now(UTC)
+            job.status = JobStatus.DONE
+            job.finished_at = now
+            job.lease_owner = None
+            job.lease_expires_at = None
+            job.error_code = None
+            job.last_error = None
+            if case.status in (CaseStatus.QUEUED, CaseStatus.FAILED, CaseStatus.RECEIVED):
+                case.status = CaseStatus.INFERRED
+                case.status_reason = None
+            for finding, draft in zip(findings, drafts, strict=True):
+                await chain.append(
+                    session,
+                    "inference.completed",
+                    SYSTEM,
+                    target_type="case",
+                    target_id=str(case.id),
+                    details={
+                        "job_id": str(claimed.id),
+                        "finding_id": str(finding.id),
+                        "attempt": claimed.attempt,
+                        "worker": self.worker_id,
+                        "model": draft.model.model_name,
+                        "network": draft.model.network_name,
+                        "model_version": draft.model.model_version,
+                        "training_run_id": draft.model.training_run_id,
+                        "synthetic_model": draft.model.synthetic,
+                        "input_sha256": draft.input_sha256,
+                        "output_sha256": draft.output_sha256,
+                        "latency_ms": draft.latency_ms,
+                    },
+                )
+            try:
+                await session.commit()
+            except IntegrityError:  # another run of the same job committed first
+                await session.rollback()
+                return False
+        self.jobs_done += 1
+        return True
+
+
+def _finding(case_id: uuid.UUID, job_id: uuid.UUID, draft: FindingDraft) -> Finding:
+    return Finding(
+        id=uuid.uuid4(),
+        case_id=case_id,
+        job_id=job_id,
+        subject=draft.subject,
+        instance_id=draft.instance_id,
+        kind=draft.kind,
+        model_name=draft.model.model_name,
+        network_name=draft.model.network_name,
+        model_version=draft.model.model_version,
+        training_run_id=draft.model.training_run_id,
+        synthetic_model=draft.model.synthetic,
+        labels=draft.labels,
+        probabilities=draft.probabilities,
+        thresholds=draft.thresholds,
+        volumes_ml=draft.volumes_ml,
+        artifacts=draft.artifacts,
+        input_sha256=draft.input_sha256,
+        output_sha256=draft.output_sha256,
+        latency_ms=draft.latency_ms,
+        decisions=[],
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """A standalone worker process's main loop (``medvision worker``)."""
+    from control.db.engine import create_engine, create_session_factory
+    from control.storage import build_store
+
+    engine = create_engine(settings)
+    try:
+        worker = Worker(settings, create_session_factory(engine), build_store(settings))
+        await worker.run(stop)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,352 @@
+"""Studies flow through a real Triton server to findings that a radiologist reviews.
+
+One tritonserver for the module, serving the committed repository with tiny networks. The
+control plane's job worker runs inside the app (as under ``medvision serve``) or as real
+``medvision worker`` processes; every test runs on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from control.config import Settings
+from control.db.engine import create_engine, create_session_factory
+from control.db.models import Finding
+from control.inference.worker import Worker
+from control.storage import build_store
+from control.triton.server import (
+    TritonServer,
+    TritonStartError,
+    find_free_port,
+    find_triton_install,
+)
+from tests.conftest import SECRET
+from tests.fixtures.dx import chest_dx
+from tests.fixtures.triton_repo import TINY_MODEL_VERSION, build_tiny_repository
+
+
+def _triton_missing() -> bool:
+    try:
+        find_triton_install()
+    except TritonStartError:
+        return True
+    return False
+
+
+pytestmark = pytest.mark.skipif(
+    _triton_missing(), reason="needs the tritonserver binary (nvidia-pytriton wheel)"
+)
+
+WAIT_S = 120.0
+
+
+class ManagedTriton:
+    """A tritonserver on fixed ports that a test may stop and start again."""
+
+    def __init__(self, repository: Path) -> None:
+        self.repository = repository
+        self.ports = {
+            "http_port": find_free_port(),
+            "grpc_port": find_free_port(),
+            "metrics_port": find_free_port(),
+        }
+        self.server: TritonServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc_port']}"
+
+    def start(self) -> None:
+        self.server = TritonServer(self.repository, **self.ports)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def signal(self, signum: int) -> None:
+        assert self.server is not None and self.server.pid is not None
+        os.kill(self.server.pid, signum)
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedTriton]:
+    repository = build_tiny_repository(tmp_path_factory.mktemp("serve") / "model_repository")
+    managed = ManagedTriton(repository)
+    managed.start()
+    try:
+        yield managed
+    finally:
+        managed.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, triton: ManagedTriton) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        secret_key=SECRET,
+        triton_url=triton.url,
+        triton_required=False,
+        triton_timeout_s=60,
+        # The app runs in the test client's own event loop; the worker runs in the test's
+        # loop with its own engine (``running_worker``), as ``medvision worker`` would.
+        worker_enabled=False,
+        worker_poll_s=0.2,
+        job_backoff_s=0.3,
+        job_backoff_max_s=2.0,
+        job_max_attempts=60,
+        job_lease_s=3.0,
+    )
+
+
+@pytest.fixture
+async def running_worker(client, settings: Settings) -> AsyncIterator[Worker]:
+    """A job worker with its own database engine, after the app has migrated the database."""
+    engine = create_engine(settings)
+    worker = Worker(settings, create_session_factory(engine), build_store(settings))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await task
+        await engine.dispose()
+
+
+def four_channel_nifti(shape: tuple[int, int, int] = (32, 32, 24)) -> bytes:
+    """A 4-channel brain-like volume (channels last) with a bright blob, as .nii.gz bytes."""
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    head = np.exp(-(((grid - np.array(shape) / 2) / (np.array(shape) / 2.5)) ** 2).sum(-1))
+    blob = np.exp(-(((grid - np.array([20, 14, 12])) / 4.0) ** 2).sum(-1))
+    channels = [head * 400 + blob * weight for weight in (100, 600, 300, 500)]
+    volume = np.stack(channels, axis=-1).astype(np.float32)
+    image = nib.Nifti1Image(volume, np.diag([1.2, 1.2, 1.5, 1.0]))
+    return gzip.compress(image.to_bytes(), mtime=0)
+
+
+async def upload(client, account, *files: tuple[str, bytes]) -> dict:
+    response = await client.post(
+        "/api/studies",
+        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def wait_for_status(client, account, case_id: str, *statuses: str) -> dict:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        response = await client.get(f"/api/cases/{case_id}", headers=account.headers)
+        assert response.status_code == 200, response.text
+        case = response.json()
+        if case["status"] in statuses:
+            return case
+        assert time.monotonic() < deadline, f"case stuck in {case['status']}: {case}"
+        await asyncio.sleep(0.2)
+
+
+async def claim(client, account, case_id: str) -> None:
+    response = await client.post(f"/api/cases/{case_id}/claim", headers=account.headers)
+    assert response.status_code == 200, response.text
+
+
+async def decide(client, account, case_id: str, finding_id: str, **body) -> object:
+    return await client.post(
+        f"/api/cases/{case_id}/findings/{finding_id}/decisions", json=body, headers=account.headers
+    )
+
+
+def medvision_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a ``medvision`` process on the test's database and data directory."""
+    return {
+        **os.environ,
+        "MEDVISION_DATABASE_URL": settings.resolved_database_url,
+        "MEDVISION_DATA_DIR": str(settings.data_dir),
+        "MEDVISION_SECRET_KEY": SECRET,
+        "MEDVISION_TRITON_URL": settings.triton_url,
+        "MEDVISION_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def audit_verify_cli(settings: Settings) -> dict:
+    """``medvision audit verify`` in its own process: its JSON report (exit 0 when intact)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "control.cli.main", "audit", "verify"],
+        env=medvision_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[0])
+
+
+async def test_upload_infer_review_sign_off(client, accounts, running_worker):
+    pacs, rad1, rad2, admin = (accounts[n] for n in ("pacs1", "rad1", "rad2", "admin1"))
+    cxr_upload = await upload(client, pacs, ("chest.dcm", chest_dx(256, seed=3)))
+    mri_upload = await upload(client, pacs, ("brain.nii.gz", four_channel_nifti()))
+    assert cxr_upload["studies"][0]["pipeline"] == "cxr"
+    assert mri_upload["studies"][0]["pipeline"] == "brats"
+    [cxr_id], [mri_id] = cxr_upload["case_ids"], mri_upload["case_ids"]
+
+    cxr_case = await wait_for_status(client, rad1, cxr_id, "inferred", "failed")
+    mri_case = await wait_for_status(client, rad1, mri_id, "inferred", "failed")
+    assert cxr_case["status"] == mri_case["status"] == "inferred", (cxr_case, mri_case)
+
+    [cxr_finding] = cxr_case["findings"]
+    assert cxr_finding["kind"] == "classification"
+    assert cxr_finding["model"] == {
+        "name": "cxr",
+        "network": "cxr_net",
+        "version": TINY_MODEL_VERSION,
+        "training_run_id": None,
+        "synthetic": True,
+    }
+    assert len(cxr_finding["probabilities"]) == 14
+    assert all(0.0 <= p <= 1.0 for p in cxr_finding["probabilities"].values())
+    assert sorted(cxr_finding["labels"]) == sorted(
+        label for label, p in cxr_finding["probabilities"].items() if p >= 0.5
+    )
+    assert len(cxr_finding["cam_labels"]) == 14
+    assert cxr_finding["latency_ms"] > 0
+    [mri_finding] = mri_case["findings"]
+    assert mri_finding["kind"] == "segmentation"
+    assert mri_finding["model"]["network"] == "brats_net"
+    volumes = mri_finding["volumes_ml"]
+    assert set(volumes) == {"enhancing_tumour", "tumour_core", "whole_tumour"}
+    assert volumes["whole_tumour"] >= volumes["tumour_core"] >= volumes["enhancing_tumour"] >= 0
+
+    # The CAM is stored as an image in the object store.
+    store = client.app.state.store
+    async with client.app.state.session_factory() as session:
+        cam_key = (await session.get(Finding, uuid.UUID(cxr_finding["id"]))).artifacts[
+            "cam:Effusion"
+        ]
+        mri = await session.get(Finding, uuid.UUID(mri_finding["id"]))
+        segmentation_key = mri.artifacts["segmentation"]
+    assert (await store.get(cam_key))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (await store.get(segmentation_key))[:2] == b"\x1f\x8b"
+
+    # Only the holder decides: claim first.
+    response = await decide(client, rad1, cxr_id, cxr_finding["id"], action="accept")
+    assert response.status_code == 403 and response.json()["code"] == "not_case_holder"
+    await claim(client, rad1, cxr_id)
+    await claim(client, rad1, mri_id)
+    response = await decide(client, rad2, cxr_id, cxr_finding["id"], action="accept")
+    assert response.status_code == 403, response.text
+
+    # Sign-off needs a decision on every finding.
+    version = (await client.get(f"/api/cases/{mri_id}", headers=rad1.headers)).json()["version"]
+    response = await client.post(
+        f"/api/cases/{mri_id}/sign-off", json={"version": version}, headers=rad1.headers
+    )
+    assert response.status_code == 409 and response.json()["code"] == "decisions_missing"
+
+    # Accept the chest X-ray finding; two racing decisions on it: one wins, one gets 409.
+    first, second = await asyncio.gather(
+        decide(client, rad1, cxr_id, cxr_finding["id"], action="accept", note="agree"),
+        decide(client, rad1, cxr_id, cxr_finding["id"], action="reject", reason="artefact"),
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (
+        first.text,
+        second.text,
+    )
+    loser = first if first.status_code == 409 else second
+    assert loser.json()["code"] in {"stale_decision", "decision_conflict"}
+    winner = first if first.status_code == 201 else second
+    if winner.json()["action"] != "accept":  # make the decision in force an accept
+        response = await decide(
+            client,
+            rad1,
+            cxr_id,
+            cxr_finding["id"],
+            action="accept",
+            supersedes=winner.json()["id"],
+        )
+        assert response.status_code == 201, response.text
+        assert response.json()["supersedes_id"] == winner.json()["id"]
+
+    # Override the segmentation: a reason is required, and an edit replaces the mask.
+    response = await decide(client, rad1, mri_id, mri_finding["id"], action="reject")
+    assert response.status_code == 400 and response.json()["code"] == "reason_required"
+    response = await decide(client, rad1, mri_id, mri_finding["id"], action="edit", reason="x")
+    assert response.status_code == 400 and response.json()["code"] == "mask_required"
+    mask = np.zeros((32, 32, 24), dtype=np.uint8)
+    mask[10:20, 10:20, 8:16] = 2
+    mask[13:17, 13:17, 10:14] = 3
+    image = nib.Nifti1Image(mask, np.diag([1.2, 1.2, 1.5, 1.0]))
+    response = await client.post(
+        f"/api/cases/{mri_id}/findings/{mri_finding['id']}/mask",
+        files={"file": ("mask.nii.gz", gzip.compress(image.to_bytes()), "application/gzip")},
+        data={"reason": "tumour extends further posteriorly"},
+        headers=rad1.headers,
+    )
+    assert response.status_code == 201, response.text
+    edit = response.json()
+    voxel_ml = 1.2 * 1.2 * 1.5 / 1000
+    assert edit["action"] == "edit"
+    assert edit["volumes_ml"]["whole_tumour"] == pytest.approx(800 * voxel_ml, abs=1e-3)
+    assert edit["volumes_ml"]["enhancing_tumour"] == pytest.approx(64 * voxel_ml, abs=1e-3)
+
+    for case_id in (cxr_id, mri_id):
+        version = (await client.get(f"/api/cases/{case_id}", headers=rad1.headers)).json()[
+            "version"
+        ]
+        response = await client.post(
+            f"/api/cases/{case_id}/sign-off",
+            json={"version": version, "note": "reviewed"},
+            headers=rad1.headers,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "signed_off"
+
+    # Signed off: read-only.
+    response = await decide(
+        client,
+        rad1,
+        cxr_id,
+        cxr_finding["id"],
+        action="reject",
+        reason="late",
+        supersedes=None,
+    )
+    assert response.status_code == 409 and response.json()["code"] == "case_signed_off"
+
+    history = (await client.get(f"/api/cases/{mri_id}/history", headers=admin.headers)).json()
+    actions = [entry["action"] for entry in history]
+    for expected in (
+        "study.ingested",
+        "inference.queued",
+        "inference.completed",
+        "decision.recorded",
+        "case.signed_off",
+    ):
+        assert expected in actions, actions
+    completed = next(e for e in history if e["action"] == "inference.completed")
+    assert completed["details"]["model_version"] == TINY_MODEL_VERSION
+    assert len(completed["details"]["input_sha256"]) == 64
+    assert len(completed["details"]["output_sha256"]) == 64
+
+    report = audit_verify_cli(client.app.state.settings)
+    assert report["ok"] is True
+    api_report = (await client.get("/api/audit/verify", headers=admin.headers)).json()
+    assert api_report["ok"] is True and api_report["entries"] == report["entries"]
