@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,13 +19,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import nibabel as nib
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 
 from control.config import Settings
 from control.db.engine import create_engine, create_session_factory
-from control.db.models import Finding
+from control.db.models import AuditEntry, Finding, InferenceJob, JobStatus
 from control.inference.worker import Worker
 from control.storage import build_store
 from control.triton.server import (
@@ -350,3 +353,160 @@ async def test_upload_infer_review_sign_off(client, accounts, running_worker):
     assert report["ok"] is True
     api_report = (await client.get("/api/audit/verify", headers=admin.headers)).json()
     assert api_report["ok"] is True and api_report["entries"] == report["entries"]
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "control.cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def job_of(settings: Settings, case_id: str) -> InferenceJob | None:
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await session.scalar(
+                select(InferenceJob).where(InferenceJob.case_id == uuid.UUID(case_id))
+            )
+    finally:
+        await engine.dispose()
+
+
+async def count_rows(settings: Settings, query) -> int:
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            return int(await session.scalar(select(func.count()).select_from(query.subquery())))
+    finally:
+        await engine.dispose()
+
+
+async def test_worker_killed_mid_job_runs_it_exactly_once(client, accounts, settings, triton):
+    """SIGKILL a real ``medvision worker`` while it waits on Triton; a second worker takes
+    the job over once the lease expires, and the findings and audit entry exist once."""
+    pacs, rad1 = accounts["pacs1"], accounts["rad1"]
+    [case_id] = (await upload(client, pacs, ("chest.dcm", chest_dx(256, seed=11))))["case_ids"]
+    env = medvision_env(settings, MEDVISION_JOB_LEASE_S="2", MEDVISION_WORKER_POLL_S="0.2")
+    triton.signal(signal.SIGSTOP)  # the worker's Triton calls now hang: it is mid-job
+    try:
+        first = start_worker(env)
+        deadline = time.monotonic() + 60
+        while True:
+            job = await job_of(settings, case_id)
+            if job is not None and job.status == JobStatus.RUNNING:
+                break
+            assert time.monotonic() < deadline, "the first worker never took the job"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        triton.signal(signal.SIGCONT)
+    assert job.attempts == 1 and job.lease_owner
+    second = start_worker(env)
+    try:
+        case = await wait_for_status(client, rad1, case_id, "inferred", "failed")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0  # a clean stop on SIGTERM
+    assert case["status"] == "inferred"
+    job = await job_of(settings, case_id)
+    assert job.status == JobStatus.DONE
+    assert job.attempts == 2 and job.lease_owner is None
+    case_uuid = uuid.UUID(case_id)
+    assert await count_rows(settings, select(Finding).where(Finding.case_id == case_uuid)) == 1
+    completed = select(AuditEntry).where(
+        AuditEntry.action == "inference.completed", AuditEntry.target_id == case_id
+    )
+    assert await count_rows(settings, completed) == 1
+    assert audit_verify_cli(settings)["ok"] is True
+
+
+def test_triton_down_at_upload_then_up(settings, triton, tmp_path):
+    """With Triton stopped, uploads to a real ``medvision serve`` succeed and queue; once
+    Triton is back, the in-process worker produces findings for every case."""
+    env = medvision_env(
+        settings,
+        MEDVISION_PASSWORD="triton-down-password",
+        MEDVISION_WORKER_POLL_S="0.2",
+        MEDVISION_JOB_BACKOFF_S="0.3",
+        MEDVISION_JOB_BACKOFF_MAX_S="1.5",
+        MEDVISION_JOB_MAX_ATTEMPTS="100",
+    )
+    command = [sys.executable, "-m", "control.cli.main"]
+    created = subprocess.run(
+        [*command, "users", "create", "--role", "admin", "--username", "ops"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    port = find_free_port()
+    triton.stop()
+    serve = subprocess.Popen(
+        [*command, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "medvision serve did not start"
+                time.sleep(0.2)
+            token = http.post(
+                "/api/auth/token",
+                data={
+                    "grant_type": "password",
+                    "username": "ops",
+                    "password": "triton-down-password",
+                },
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            uploads = [
+                ("a.dcm", chest_dx(192, seed=21)),
+                ("b.dcm", chest_dx(192, seed=22)),
+                ("brain.nii.gz", four_channel_nifti()),
+            ]
+            case_ids = []
+            for name, data in uploads:
+                response = http.post(
+                    "/api/studies", files=[("files", (name, data))], headers=headers
+                )
+                assert response.status_code == 201, response.text
+                case_ids += response.json()["case_ids"]
+            time.sleep(2.0)  # the worker tries, finds Triton down, backs off
+            for case_id in case_ids:
+                case = http.get(f"/api/cases/{case_id}", headers=headers).json()
+                assert case["status"] == "queued", case
+            triton.start()
+            deadline = time.monotonic() + WAIT_S
+            pending = set(case_ids)
+            while pending:
+                for case_id in list(pending):
+                    case = http.get(f"/api/cases/{case_id}", headers=headers).json()
+                    assert case["status"] != "failed", case
+                    if case["status"] == "inferred":
+                        assert len(case["findings"]) == 1
+                        pending.discard(case_id)
+                assert time.monotonic() < deadline, f"no findings for {pending}"
+                time.sleep(0.3)
+            history = http.get(f"/api/cases/{case_ids[0]}/history", headers=headers).json()
+            assert "inference.completed" in [entry["action"] for entry in history]
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+        if triton.server is None:
+            triton.start()
