@@ -29,6 +29,7 @@ from control.inference import queue
 from control.inference.pipelines import PIPELINES, FindingDraft
 from control.inference.queue import ClaimedJob
 from control.inference.routing import RoutingRules, route_study
+from control.inference.scheduling import schedule_case
 from control.storage import ObjectStore
 from control.triton.client import InferenceBadInputError, TritonClient
 
@@ -69,6 +70,10 @@ class Worker:
         """Claim and run jobs until ``stop`` is set; sleeps ``worker_poll_s`` when idle."""
         logger.info("worker %s started", self.worker_id)
         try:
+            try:
+                await self.route_unrouted()
+            except Exception:
+                logger.exception("worker %s: routing unrouted cases failed", self.worker_id)
             while not stop.is_set():
                 try:
                     worked = await self.run_once()
@@ -90,6 +95,22 @@ class Worker:
         finally:
             await self.triton.close()
             logger.info("worker %s stopped", self.worker_id)
+
+    async def route_unrouted(self) -> int:
+        """Route received cases that were never routed (stored before routing existed, or
+        whose ingest transaction predates this version); returns how many were queued."""
+        queued = 0
+        async with self.session_factory() as session:
+            cases = (
+                await session.scalars(select(Case).where(Case.status == CaseStatus.RECEIVED))
+            ).all()
+            for case in cases:
+                if queue.NO_MODEL_FLAG in case.flags:
+                    continue
+                route = await schedule_case(session, case, case.study, self.settings, SYSTEM)
+                queued += route.pipeline is not None
+            await session.commit()
+        return queued
 
     async def run_once(self) -> bool:
         """Run one due job if there is one; False when the queue had nothing due."""

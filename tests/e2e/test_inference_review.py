@@ -17,11 +17,13 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from io import BytesIO
 from pathlib import Path
 
 import httpx
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from sqlalchemy import func, select
 
@@ -38,6 +40,7 @@ from control.triton.server import (
 )
 from tests.conftest import SECRET
 from tests.fixtures.dx import chest_dx
+from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.triton_repo import TINY_MODEL_VERSION, build_tiny_repository
 
 
@@ -510,3 +513,31 @@ def test_triton_down_at_upload_then_up(settings, triton, tmp_path):
         serve.wait(timeout=30)
         if triton.server is None:
             triton.start()
+
+
+async def test_mr_dicom_series_on_different_grids_are_segmented(client, accounts, running_worker):
+    """Four MR series (T1, T1ce, T2, FLAIR) on their own grids are recognised, resampled onto
+    the FLAIR grid and segmented; the stored image volume has FLAIR's geometry."""
+    pacs, rad1 = accounts["pacs1"], accounts["rad1"]
+    files = []
+    for kind, datasets in brats_phantom_study().items():
+        for index, dataset in enumerate(datasets):
+            buffer = BytesIO()
+            pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+            files.append((f"{kind}-{index}.dcm", buffer.getvalue()))
+    body = await upload(client, pacs, *files)
+    assert body["studies"][0]["pipeline"] == "brats"
+    case = await wait_for_status(client, rad1, body["case_ids"][0], "inferred", "failed")
+    assert case["status"] == "inferred", case
+    [finding] = case["findings"]
+    assert finding["kind"] == "segmentation"
+    flair = brats_phantom_study()["FLAIR"]
+    async with client.app.state.session_factory() as session:
+        stored = await session.get(Finding, uuid.UUID(finding["id"]))
+        volume_key = stored.artifacts["volume"]
+    image = nib.Nifti1Image.from_bytes(
+        gzip.decompress(await client.app.state.store.get(volume_key))
+    )
+    assert image.shape == (flair[0].Columns, flair[0].Rows, len(flair), 4)
+    spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
+    assert spacing == pytest.approx([*map(float, flair[0].PixelSpacing), spacing[2]], abs=1e-4)
