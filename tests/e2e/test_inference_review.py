@@ -41,7 +41,7 @@ from control.triton.server import (
 from tests.conftest import SECRET
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study
-from tests.fixtures.triton_repo import TINY_MODEL_VERSION, build_tiny_repository
+from tests.fixtures.triton_repo import TINY_MAX_PIXELS, TINY_MODEL_VERSION, build_tiny_repository
 
 
 def _triton_missing() -> bool:
@@ -541,3 +541,21 @@ async def test_mr_dicom_series_on_different_grids_are_segmented(client, accounts
     assert image.shape == (flair[0].Columns, flair[0].Rows, len(flair), 4)
     spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
     assert spacing == pytest.approx([*map(float, flair[0].PixelSpacing), spacing[2]], abs=1e-4)
+
+
+async def test_triton_error_fails_the_case_with_the_reason(client, accounts, running_worker):
+    """An image Triton refuses (larger than cxr_preprocess's max_pixels) fails at once: no
+    retries for bad input, the reason on the case and an ``inference.failed`` audit entry."""
+    pacs, admin = accounts["pacs1"], accounts["admin1"]
+    side = int(TINY_MAX_PIXELS**0.5) + 8
+    [case_id] = (await upload(client, pacs, ("big.dcm", chest_dx(side, seed=5))))["case_ids"]
+    case = await wait_for_status(client, admin, case_id, "inferred", "failed")
+    assert case["status"] == "failed"
+    assert "rejected the input" in case["status_reason"], case["status_reason"]
+    assert case["findings"] == []
+    failed = [e for e in case["history"] if e["action"] == "inference.failed"]
+    assert len(failed) == 1
+    assert failed[0]["details"]["code"] == "inference_bad_input"
+    assert failed[0]["details"]["attempts"] == 1
+    job = await job_of(client.app.state.settings, case_id)
+    assert job.status == JobStatus.FAILED and job.attempts == 1
