@@ -7,6 +7,7 @@ the job id, so running a job twice writes the same objects again, never new ones
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -24,7 +25,8 @@ from pydicom.pixels.processing import apply_modality_lut
 
 from control.db.models import Case, FindingKind, Instance
 from control.errors import InvalidInputError
-from control.imaging.render import downsample_cam, encode_png
+from control.imaging.cams import pack_cams
+from control.imaging.render import encode_png
 from control.imaging.volumes import (
     BRATS_CHANNELS,
     Volume,
@@ -39,8 +41,6 @@ from control.triton.client import TritonClient
 CXR_NETWORK = "cxr_net"
 BRATS_NETWORK = "brats_net"
 REGIONS = ("enhancing_tumour", "tumour_core", "whole_tumour")
-#: Stored CAMs are reduced to this size: they come from a 7×7 or 8×8 feature map.
-CAM_STORE_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ class FindingDraft:
     thresholds: dict[str, float] = field(default_factory=dict)
     volumes_ml: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    #: SHA-256 of the tensors sent to Triton.
     input_sha256: str = ""
+    #: SHA-256 of the outputs as kept: the result tensors (for CXR, probabilities, positive
+    #: flags and the SHA-256 of the stored CAM image; for BraTS, the label map and volumes).
     output_sha256: str = ""
     latency_ms: float = 0.0
 
@@ -110,13 +113,19 @@ def cxr_pixels(payload: bytes) -> tuple[npt.NDArray[np.uint16], bool]:
     pixels = ds.pixel_array
     if pixels.ndim == 3:
         pixels = pixels[0]
+    invert = photometric == "MONOCHROME1"
+    identity = (
+        float(ds.get("RescaleSlope", 1) or 1) == 1
+        and float(ds.get("RescaleIntercept", 0) or 0) == 0
+    )
+    if identity and "ModalityLUTSequence" not in ds and pixels.dtype in (np.uint8, np.uint16):
+        return pixels.astype(np.uint16, copy=False), invert  # stored values are the values
     values = apply_modality_lut(pixels, ds)
-    clipped = np.clip(np.rint(values), 0, 65535).astype(np.uint16)
-    return clipped, photometric == "MONOCHROME1"
+    return np.clip(np.rint(values), 0, 65535).astype(np.uint16), invert
 
 
-def _cam_pngs(cam: npt.NDArray[np.uint8]) -> list[bytes]:
-    return [encode_png(downsample_cam(label_map, CAM_STORE_SIDE)) for label_map in cam]
+def _cam_png(cam: npt.NDArray[np.uint8]) -> bytes:
+    return encode_png(pack_cams(cam))
 
 
 async def run_cxr(
@@ -128,8 +137,9 @@ async def run_cxr(
     timeout_s: float,
 ) -> list[FindingDraft]:
     """One classification finding per chest radiograph, its CAMs stored as PNG images."""
-    model = await model_info(triton, CXR, CXR_NETWORK)
-    post = await triton.model_parameters("cxr_postprocess")
+    model, post = await asyncio.gather(
+        model_info(triton, CXR, CXR_NETWORK), triton.model_parameters("cxr_postprocess")
+    )
     labels = post["labels"].split(",")
     thresholds = [float(value) for value in post["thresholds"].split(",")]
     drafts = []
@@ -147,13 +157,10 @@ async def run_cxr(
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
         probabilities, positive, cam = outputs["PROBABILITIES"], outputs["POSITIVE"], outputs["CAM"]
-        pngs = await anyio.to_thread.run_sync(_cam_pngs, cam)
-        prefix = f"{artifact_prefix(case, job_id)}/{instance.id}/cam"
-        artifacts = {}
-        for label, png in zip(labels, pngs, strict=True):
-            key = f"{prefix}/{label}.png"
-            await store.put(key, png, content_type="image/png")
-            artifacts[f"cam:{label}"] = key
+        png = await anyio.to_thread.run_sync(_cam_png, cam)
+        cam_key = f"{artifact_prefix(case, job_id)}/{instance.id}/cams.png"
+        stored_cams = await store.put(cam_key, png, content_type="image/png")
+        artifacts = {"cams": cam_key, "cam_labels": ",".join(labels)}
         drafts.append(
             FindingDraft(
                 subject=str(instance.id),
@@ -168,7 +175,13 @@ async def run_cxr(
                 thresholds=dict(zip(labels, thresholds, strict=True)),
                 artifacts=artifacts,
                 input_sha256=_sha256(pixels, invert_flag),
-                output_sha256=_sha256(probabilities, positive, cam),
+                # The CAM as kept (its stored image), not the 14 full-size maps: hashing
+                # those would cost more than the rest of the bookkeeping together.
+                output_sha256=_sha256(
+                    probabilities,
+                    positive,
+                    np.frombuffer(bytes.fromhex(stored_cams.sha256), np.uint8),
+                ),
                 latency_ms=round(latency_ms, 3),
             )
         )

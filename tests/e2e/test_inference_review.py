@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from control.config import Settings
@@ -244,12 +245,11 @@ async def test_upload_infer_review_sign_off(client, accounts, running_worker):
     # The CAM is stored as an image in the object store.
     store = client.app.state.store
     async with client.app.state.session_factory() as session:
-        cam_key = (await session.get(Finding, uuid.UUID(cxr_finding["id"]))).artifacts[
-            "cam:Effusion"
-        ]
+        cam_key = (await session.get(Finding, uuid.UUID(cxr_finding["id"]))).artifacts["cams"]
         mri = await session.get(Finding, uuid.UUID(mri_finding["id"]))
         segmentation_key = mri.artifacts["segmentation"]
-    assert (await store.get(cam_key))[:8] == b"\x89PNG\r\n\x1a\n"
+    cams = np.asarray(Image.open(BytesIO(await store.get(cam_key))))
+    assert cams.shape == (14 * 64, 64)  # 14 maps of the 256² image, reduced to 64²
     assert (await store.get(segmentation_key))[:2] == b"\x1f\x8b"
 
     # Only the holder decides: claim first.

@@ -42,6 +42,12 @@ class DecisionOut(msgspec.Struct):
         )
 
 
+def cam_labels(finding: Finding) -> list[str]:
+    """The labels whose heat maps the finding's CAM image holds, in their stored order."""
+    packed = finding.artifacts.get("cam_labels", "")
+    return packed.split(",") if packed else []
+
+
 class ModelRef(msgspec.Struct):
     """What produced the finding, as Triton's model configuration said at inference time."""
 
@@ -95,9 +101,7 @@ class FindingOut(msgspec.Struct):
             probabilities=dict(finding.probabilities),
             thresholds=dict(finding.thresholds),
             volumes_ml=dict(finding.volumes_ml),
-            cam_labels=[
-                key.removeprefix("cam:") for key in finding.artifacts if key.startswith("cam:")
-            ],
+            cam_labels=cam_labels(finding),
             input_sha256=finding.input_sha256,
             output_sha256=finding.output_sha256,
             latency_ms=finding.latency_ms,

@@ -132,7 +132,7 @@ class ViewerController(Controller):
         case = await get_case(db_session, case_id, request.user)
         finding = await get_finding(db_session, case, finding_id)
         service.require_kind(finding, FindingKind.CLASSIFICATION)
-        cam = service.cam_key(finding, label)
+        cam = service.cam_ref(finding, label)
         window = service.requested_window(window_center, window_width)
         instance = await service.finding_instance(db_session, case, finding)
         key = cache_key(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, get_args
 
@@ -22,11 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series
+from control.domain.findings.schemas import cam_labels
 from control.domain.findings.service import current_decision
 from control.domain.studies.prepare import NIFTI_SOP_CLASS
 from control.domain.viewer.schemas import SegmentationVolume, SliceCounts
 from control.domain.viewer.volume_cache import DisplayVolume, load_label_map, load_volume
 from control.errors import InvalidInputError, NotFoundError
+from control.imaging.cams import unpack_cam
 from control.imaging.render import (
     Plane,
     Window,
@@ -113,19 +116,26 @@ def require_kind(finding: Finding, kind: FindingKind) -> None:
         )
 
 
-def cam_key(finding: Finding, label: str) -> str:
-    """The object key of the finding's heat map for ``label``; 404 ``cam_not_found``."""
-    key = finding.artifacts.get(f"cam:{label}")
-    if key is None:
-        available = sorted(
-            name.removeprefix("cam:") for name in finding.artifacts if name.startswith("cam:")
-        )
+@dataclass(frozen=True)
+class CamRef:
+    """Where the heat map of one label is: the CAM image and the map's place in it."""
+
+    key: str
+    index: int
+    count: int
+
+
+def cam_ref(finding: Finding, label: str) -> CamRef:
+    """The finding's heat map for ``label``; 404 ``cam_not_found``."""
+    labels = cam_labels(finding)
+    key = finding.artifacts.get("cams")
+    if key is None or label not in labels:
         raise NotFoundError(
             f"the finding has no heat map for {label!r}",
             code="cam_not_found",
-            detail={"available": available},
+            detail={"available": labels},
         )
-    return key
+    return CamRef(key, labels.index(label), len(labels))
 
 
 def require_plane(plane: str) -> Plane:
@@ -188,12 +198,12 @@ async def header_json(store: ObjectStore, instance: Instance) -> bytes:
 
 
 async def cam_overlay_png(
-    store: ObjectStore, instance: Instance, key: str, alpha: float, window: Window | None
+    store: ObjectStore, instance: Instance, cam: CamRef, alpha: float, window: Window | None
 ) -> bytes:
-    """PNG of the instance's first frame with the heat map stored under ``key`` blended in."""
+    """PNG of the instance's first frame with the heat map ``cam`` blended in."""
     payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
-    cam = await store.get(key)
-    return await anyio.to_thread.run_sync(_cam_overlay_png, payload, cam, alpha, window)
+    atlas = await store.get(cam.key)
+    return await anyio.to_thread.run_sync(_cam_overlay_png, payload, atlas, cam, alpha, window)
 
 
 async def segmentation_slice_png(
@@ -280,9 +290,12 @@ def _decode_cam(png: bytes) -> npt.NDArray[np.uint8]:
         return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def _cam_overlay_png(payload: bytes, cam: bytes, alpha: float, window: Window | None) -> bytes:
+def _cam_overlay_png(
+    payload: bytes, atlas: bytes, cam: CamRef, alpha: float, window: Window | None
+) -> bytes:
     base = render_frame(_dataset(payload), 0, window)
-    return encode_png(cam_overlay(base, _decode_cam(cam), alpha))
+    heat = unpack_cam(_decode_cam(atlas), cam.index, cam.count)
+    return encode_png(cam_overlay(base, heat, alpha))
 
 
 def _slice_png(

@@ -37,6 +37,7 @@ from control.db.models import (
 from control.domain.viewer import volume_cache
 from control.domain.viewer.cache import cache_key
 from control.domain.viewer.volume_cache import LruCache
+from control.imaging.cams import pack_cams
 from control.imaging.volumes import BRATS_CHANNELS
 from tests.conftest import REQUIRE_SERVICES, make_account
 
@@ -186,11 +187,14 @@ async def _add_finding(
 
 
 def _cam_png() -> bytes:
-    """A 64x64 heat map, cold except a saturated block (rows 8-23, columns 40-55)."""
-    cam = np.zeros((64, 64), dtype=np.uint8)
-    cam[8:24, 40:56] = 255
+    """A CAM image as the worker stores it: two 64x64 maps stacked (Cardiomegaly, then
+    Effusion). Effusion is cold except a saturated block (rows 8-23, columns 40-55);
+    Cardiomegaly is hot elsewhere, so reading the wrong map shows in the overlay."""
+    cams = np.zeros((2, 64, 64), dtype=np.uint8)
+    cams[0, 40:56, 8:24] = 255
+    cams[1, 8:24, 40:56] = 255
     buffer = BytesIO()
-    Image.fromarray(cam).save(buffer, format="PNG")
+    Image.fromarray(pack_cams(cams)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -201,8 +205,9 @@ async def _ct_case_with_cam(app, client, admin) -> tuple[str, Instance, str]:
         app,
         case_id,
         FindingKind.CLASSIFICATION,
-        {"cam:Effusion": _cam_png()},
+        {"cams": _cam_png()},
         instance_id=instance.id,
+        reuse={"cam_labels": "Cardiomegaly,Effusion"},
     )
     return case_id, instance, finding_id
 
