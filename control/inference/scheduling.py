@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.config import Settings
-from control.db.models import Case, Study
+from control.db.models import Case, CaseStatus, Study
 from control.domain.audit.chain import Actor
 from control.inference.queue import enqueue, mark_no_model
 from control.inference.routing import Route, RoutingRules, route_study
@@ -24,6 +24,8 @@ async def schedule_case(
     for series in study.series:
         await session.refresh(series, attribute_names=["instances"])
     route = route_study(study, RoutingRules.from_settings(settings))
+    if case.status == CaseStatus.SIGNED_OFF:
+        return route  # read-only: new images of a signed-off study change nothing on it
     if route.pipeline is None:
         mark_no_model(case, route.reason)
     else:

@@ -91,5 +91,5 @@ def test_db_upgrade_is_idempotent(env):
     for _ in range(2):
         result = run(env, "db", "upgrade")
         assert result.returncode == 0, result.stderr
-        assert "database at revision 0001" in result.stdout
-    assert run(env, "db", "current").stdout.strip() == "0001"
+        assert "database at revision 0002" in result.stdout
+    assert run(env, "db", "current").stdout.strip() == "0002"

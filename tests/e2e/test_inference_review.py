@@ -249,7 +249,7 @@ async def test_upload_infer_review_sign_off(client, accounts, running_worker):
         mri = await session.get(Finding, uuid.UUID(mri_finding["id"]))
         segmentation_key = mri.artifacts["segmentation"]
     cams = np.asarray(Image.open(BytesIO(await store.get(cam_key))))
-    assert cams.shape == (14 * 64, 64)  # 14 maps of the 256² image, reduced to 64²
+    assert cams.shape == (14 * 128, 128)  # 14 maps of the 256² image, reduced to 128²
     assert (await store.get(segmentation_key))[:2] == b"\x1f\x8b"
 
     # Only the holder decides: claim first.

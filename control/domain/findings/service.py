@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -212,31 +214,38 @@ async def decide(
     if case.status in (CaseStatus.INFERRED, CaseStatus.QUEUED):
         case.status = CaseStatus.IN_REVIEW
     case.updated_at = datetime.now(UTC)  # a new version: cached views of the case go stale
-    await chain.append(
-        session,
-        "decision.recorded",
-        actor,
-        target_type="case",
-        target_id=str(case.id),
-        details={
-            "finding_id": str(finding.id),
-            "decision_id": str(decision.id),
-            "sequence": decision.sequence,
-            "action": decision.action.value,
-            "reason": decision.reason,
-            "labels": decision.labels,
-            "ai_labels": finding.labels,
-            "mask_sha256": decision.mask_sha256,
-            "supersedes": str(head_id) if head_id else None,
-        },
-    )
-    await _commit_or_conflict(session)
+    async with _concurrent_change_conflicts(session):
+        await chain.append(
+            session,
+            "decision.recorded",
+            actor,
+            target_type="case",
+            target_id=str(case.id),
+            details={
+                "finding_id": str(finding.id),
+                "decision_id": str(decision.id),
+                "sequence": decision.sequence,
+                "action": decision.action.value,
+                "reason": decision.reason,
+                "labels": decision.labels,
+                "ai_labels": finding.labels,
+                "mask_sha256": decision.mask_sha256,
+                "supersedes": str(head_id) if head_id else None,
+            },
+        )
+        await session.commit()
     return decision
 
 
-async def _commit_or_conflict(session: AsyncSession) -> None:
+@asynccontextmanager
+async def _concurrent_change_conflicts(session: AsyncSession) -> AsyncIterator[None]:
+    """Turn a write that collides with a concurrent one into a 409 ``decision_conflict``.
+
+    The collision (the decision's sequence, the case's version) surfaces at the first flush,
+    and the audit append flushes: the block covers it and the commit.
+    """
     try:
-        await session.commit()
+        yield
     except (IntegrityError, StaleDataError):
         await session.rollback()
         raise ConflictError(
@@ -338,20 +347,21 @@ async def sign_off(
     case.signed_off_by_id = user.id
     case.signed_off_at = now
     case.sign_off_note = _clean_text(note, "note")
-    await chain.append(
-        session,
-        "case.signed_off",
-        actor,
-        target_type="case",
-        target_id=str(case.id),
-        details={
-            "decisions": {
-                str(f.id): str(decision.id)
-                for f in findings
-                if (decision := current_decision(f)) is not None
+    async with _concurrent_change_conflicts(session):
+        await chain.append(
+            session,
+            "case.signed_off",
+            actor,
+            target_type="case",
+            target_id=str(case.id),
+            details={
+                "decisions": {
+                    str(f.id): str(decision.id)
+                    for f in findings
+                    if (decision := current_decision(f)) is not None
+                },
+                "note": case.sign_off_note,
             },
-            "note": case.sign_off_note,
-        },
-    )
-    await _commit_or_conflict(session)
+        )
+        await session.commit()
     return case
