@@ -167,7 +167,10 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_in_use(host: str, port: int) -> bool:
+    """Whether another socket holds ``port``; connections in TIME_WAIT (left by a server that
+    just stopped) do not count, as Triton itself binds with SO_REUSEADDR."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
