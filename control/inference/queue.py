@@ -23,6 +23,7 @@ from control.config import Settings
 from control.db.models import Case, CaseStatus, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
+from control.domain.cases.service import check_version
 from control.errors import ConflictError
 
 NO_MODEL_FLAG = "no_model"
@@ -241,12 +242,7 @@ async def retry_case(
     session: AsyncSession, case: Case, settings: Settings, actor: Actor, version: int
 ) -> InferenceJob:
     """Queue a failed case again (admin); 409 unless the case is ``failed``."""
-    if case.version != version:
-        raise ConflictError(
-            "the case changed since you loaded it; reload and try again",
-            code="stale_version",
-            detail={"current_version": case.version},
-        )
+    check_version(case, version)
     if case.status != CaseStatus.FAILED or not case.pipeline:
         raise ConflictError(
             "only a failed case with a pipeline can be retried",

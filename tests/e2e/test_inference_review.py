@@ -35,27 +35,15 @@ from control.inference.worker import Worker
 from control.storage import build_store
 from control.triton.server import (
     TritonServer,
-    TritonStartError,
     find_free_port,
-    find_triton_install,
 )
 from tests.conftest import SECRET
+from tests.control.triton import skip_without_triton
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.triton_repo import TINY_MAX_PIXELS, TINY_MODEL_VERSION, build_tiny_repository
 
-
-def _triton_missing() -> bool:
-    try:
-        find_triton_install()
-    except TritonStartError:
-        return True
-    return False
-
-
-pytestmark = pytest.mark.skipif(
-    _triton_missing(), reason="needs the tritonserver binary (nvidia-pytriton wheel)"
-)
+skip_without_triton()
 
 WAIT_S = 120.0
 

@@ -133,7 +133,8 @@ async def _radiologist(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
-def _check_version(case: Case, version: int) -> None:
+def check_version(case: Case, version: int) -> None:
+    """409 ``stale_version`` unless ``version`` is the case's current version."""
     if case.version != version:
         raise ConflictError(
             "the case changed since you loaded it; reload and try again",
@@ -153,7 +154,7 @@ async def update_case(
     priority: Priority | None,
 ) -> Case:
     """Assign, reassign, unassign or reprioritise; every change is audited."""
-    _check_version(case, version)
+    check_version(case, version)
     if case.status == CaseStatus.SIGNED_OFF:
         raise ConflictError("a signed-off case is read-only", code="case_signed_off")
     details: dict[str, object] = {}

@@ -36,6 +36,7 @@ from control.db.models import (
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
+from control.domain.cases.service import check_version
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from control.inference.queue import NO_MODEL_FLAG
 from control.storage import ObjectStore
@@ -105,15 +106,6 @@ def _require_holder(case: Case, user: AuthUser) -> None:
         raise PermissionDeniedError(
             "only the radiologist who holds the case may decide on it; claim it first",
             code="not_case_holder",
-        )
-
-
-def _check_version(case: Case, version: int) -> None:
-    if case.version != version:
-        raise ConflictError(
-            "the case changed since you loaded it; reload and try again",
-            code="stale_version",
-            detail={"current_version": case.version},
         )
 
 
@@ -325,7 +317,7 @@ async def sign_off(
 ) -> Case:
     """Sign the case off: every AI finding must carry a decision; the case becomes read-only."""
     _require_holder(case, user)
-    _check_version(case, version)
+    check_version(case, version)
     readable = case.status in (CaseStatus.INFERRED, CaseStatus.IN_REVIEW, CaseStatus.FAILED) or (
         case.status == CaseStatus.RECEIVED and NO_MODEL_FLAG in case.flags
     )
