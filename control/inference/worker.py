@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus, Series, Study
+from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM
 from control.errors import InvalidInputError, MedVisionError, NotFoundError
@@ -60,7 +60,6 @@ class Worker:
         )
         self.rules = RoutingRules.from_settings(settings)
         self._wakeup = asyncio.Event()
-        self.jobs_done = 0
 
     def notify(self) -> None:
         """Look at the queue now instead of at the next poll (new work was queued)."""
@@ -152,35 +151,24 @@ class Worker:
                     "worker %s: could not renew the lease of %s", self.worker_id, claimed.id
                 )
 
-    async def _load_case(self, session: AsyncSession, case_id: uuid.UUID) -> Case:
-        case = await session.get(Case, case_id)
-        if case is None:
-            raise NotFoundError(f"case {case_id} no longer exists", code="case_not_found")
-        # Series and instances as they are now, not as an earlier session cached them.
-        await session.scalars(
-            select(Series)
-            .where(Series.study_id == case.study_id)
-            .execution_options(populate_existing=True)
-        )
-        await session.refresh(case.study, attribute_names=["series"])
-        return case
-
     async def _execute(self, claimed: ClaimedJob) -> list[FindingDraft]:
         async with self.session_factory() as session:
-            case = await self._load_case(session, claimed.case_id)
-            study: Study = case.study
-            route = route_study(study, self.rules)
-            if route.pipeline != claimed.pipeline:
-                raise InvalidInputError(
-                    f"the study no longer fits the {claimed.pipeline} pipeline: {route.reason}",
-                    code="route_changed",
+            case = await session.get(Case, claimed.case_id)  # study, series, instances loaded
+            if case is None:
+                raise NotFoundError(
+                    f"case {claimed.case_id} no longer exists", code="case_not_found"
                 )
-            pipeline = PIPELINES[claimed.pipeline]
-            drafts = await pipeline(
-                case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
+            route = route_study(case.study, self.rules)
+        # The session is closed: no connection is held while Triton works.
+        if route.pipeline != claimed.pipeline:
+            raise InvalidInputError(
+                f"the study no longer fits the {claimed.pipeline} pipeline: {route.reason}",
+                code="route_changed",
             )
-            await session.rollback()
-        return drafts
+        pipeline = PIPELINES[claimed.pipeline]
+        return await pipeline(
+            case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
+        )
 
     async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> None:
         if isinstance(exc, MedVisionError):
@@ -260,7 +248,6 @@ class Worker:
             except IntegrityError:  # another run of the same job committed first
                 await session.rollback()
                 return False
-        self.jobs_done += 1
         return True
 
 
