@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="MedVision",
             version=__version__,
             path="/schema",
+            use_handler_docstrings=True,
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
