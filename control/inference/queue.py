@@ -25,6 +25,7 @@ from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
 from control.domain.cases.service import check_version
 from control.errors import ConflictError
+from control.inference.wakeup import announce_job
 
 NO_MODEL_FLAG = "no_model"
 
@@ -84,6 +85,7 @@ async def enqueue(
     case.status_reason = None
     case.flags = [flag for flag in case.flags if flag != NO_MODEL_FLAG]
     await session.flush()
+    await announce_job(session, settings)
     await chain.append(
         session,
         "inference.queued",

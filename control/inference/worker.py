@@ -30,6 +30,7 @@ from control.inference.pipelines import PIPELINES, FindingDraft
 from control.inference.queue import ClaimedJob
 from control.inference.routing import RoutingRules, route_study
 from control.inference.scheduling import schedule_case
+from control.inference.wakeup import listen_for_jobs
 from control.storage import ObjectStore
 from control.triton.client import InferenceBadInputError, TritonClient
 
@@ -68,6 +69,11 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set; sleeps ``worker_poll_s`` when idle."""
         logger.info("worker %s started", self.worker_id)
+        listener = (
+            asyncio.create_task(listen_for_jobs(self.settings, self.notify))
+            if self.settings.is_postgres
+            else None
+        )
         try:
             try:
                 await self.route_unrouted()
@@ -92,6 +98,10 @@ class Worker:
                 for waiter in waiters:
                     waiter.cancel()
         finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
             await self.triton.close()
             logger.info("worker %s stopped", self.worker_id)
 

@@ -320,9 +320,10 @@ async def test_urgent_cases_are_claimed_first_then_the_oldest(app, client, setti
     assert order == [stat, urgent, routine_old, routine_new]
 
 
+# Several workers are a PostgreSQL feature (SKIP LOCKED); SQLite runs one worker.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_concurrent_claimers_take_every_job_exactly_once(app, client, settings):
-    if not settings.is_postgres:
-        pytest.skip("SKIP LOCKED needs PostgreSQL")
+    assert settings.is_postgres
     jobs = {(await _queued_case(app, settings))[1] for _ in range(20)}
 
     async def claimer(name: str) -> list[uuid.UUID]:
