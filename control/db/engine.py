@@ -16,7 +16,8 @@ from control.config import Settings
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An async engine for the configured database (SQLite: WAL, foreign keys, busy wait)."""
+    """An async engine for the configured database (SQLite: WAL, foreign keys, busy wait,
+    transactions that take the write lock when they begin)."""
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -29,6 +30,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            dbapi_connection.isolation_level = None  # BEGIN comes from _begin_immediate
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            # A transaction that reads and then writes, begun with a plain (deferred) BEGIN,
+            # fails at once with "database is locked" when another connection committed in
+            # between (the busy timeout does not apply). Taking the write lock at BEGIN makes
+            # transactions wait for each other instead: SQLite has one writer anyway.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

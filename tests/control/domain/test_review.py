@@ -408,6 +408,9 @@ async def test_concurrent_decisions_store_exactly_one(app, client, accounts):
     await _audit_ok(client, admin)
 
 
+# SQLite begins every transaction with the write lock (control/db/engine.py), so two sessions
+# cannot both read before either writes there: these interleavings exist on PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_decision_that_lost_the_race_is_refused(app, client, accounts):
     """Both sessions read the chain head before either commits: the database lets one win."""
     rad1, admin = accounts["rad1"], accounts["admin1"]
@@ -434,6 +437,9 @@ async def test_a_decision_that_lost_the_race_is_refused(app, client, accounts):
     await _audit_ok(client, admin)
 
 
+# SQLite begins every transaction with the write lock (control/db/engine.py), so two sessions
+# cannot both read before either writes there: these interleavings exist on PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_writes_racing_a_sign_off_are_refused(app, client, accounts):
     """Sessions that loaded the case before it was signed off cannot decide or sign it off."""
     rad1, admin = accounts["rad1"], accounts["admin1"]
