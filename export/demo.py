@@ -32,8 +32,10 @@ def has_network(repository: Path, name: str) -> bool:
 
 def ensure_demo_models(repository: Path, work_dir: Path | None = None) -> list[str]:
     """Train and export whichever of ``cxr_net`` / ``brats_net`` is missing; returns the
-    names built (empty when both already exist)."""
-    from export.repository import export_model
+    names built (empty when both already exist). For networks already exported, the
+    pre/post configs are brought back in line with them."""
+    from export.repository import export_model, sync_pre_post_configs
+    from export.triton_config import ModelKind
     from training.data.synth import BratsSynthConfig, CxrSynthConfig, synth_brats, synth_cxr
     from training.tasks.brats import BratsTaskConfig
     from training.tasks.cxr import CxrTaskConfig
@@ -42,6 +44,10 @@ def ensure_demo_models(repository: Path, work_dir: Path | None = None) -> list[s
     data_dir = Path(os.environ.get("MEDVISION_DATA_DIR", "./var")).resolve()
     work = work_dir or data_dir / "demo-models"
     built: list[str] = []
+    exported: tuple[tuple[ModelKind, str], ...] = (("cxr", "cxr_net"), ("brats", "brats_net"))
+    for kind, network in exported:
+        if has_network(repository, network):
+            sync_pre_post_configs(repository, kind)
     if not has_network(repository, "cxr_net"):
         print(BANNER, flush=True)
         data = work / "synthetic-cxr"

@@ -103,6 +103,38 @@ class _Steps:
         self.progress.update(task, completed=1, description=f"{description} [green]done")
 
 
+def sync_pre_post_configs(repository: Path, kind: ModelKind) -> list[Path]:
+    """Rewrite the pre/post models' ``parameters`` from the exported network's config.
+
+    The committed pre/post configs hold placeholders until an export fills them in; after
+    they are reset (a checkout, a pull) the exported network would be served with the wrong
+    input size or thresholds. The network's own config carries everything needed.
+    """
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    config_path = repository / NETWORK_MODEL_NAMES[kind] / "config.pbtxt"
+    config = text_format.Parse(config_path.read_text(), pb.ModelConfig())
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    meta: dict[str, Any] = {"thresholds": [float(t) for t in parameters["thresholds"].split(",")]}
+    if kind == "cxr":
+        meta |= {
+            "labels": parameters["labels"].split(","),
+            "input_size": int(parameters["input_size"]),
+            "mean": float(parameters["mean"]),
+            "std": float(parameters["std"]),
+        }
+    else:
+        meta |= {
+            "regions": parameters["regions"].split(","),
+            "roi": int(parameters["roi"]),
+            "threshold": float(parameters["threshold"]),
+        }
+    sw_batch_size = min(4, max(1, config.max_batch_size))
+    updated, _missing = update_pre_post_configs(repository, kind, meta, sw_batch_size=sw_batch_size)
+    return updated
+
+
 def update_pre_post_configs(
     repository: Path, kind: ModelKind, meta: dict[str, Any], *, sw_batch_size: int
 ) -> tuple[list[Path], list[str]]:

@@ -309,3 +309,27 @@ def test_exported_python_model_serves_batched_requests(
     broken = model.execute([{"IMAGE": np.zeros((1, 1, 32, 32), np.float32)}])
     assert broken[0].error and "IMAGE" in broken[0].error and not broken[0].output_tensors
     model.finalize()
+
+
+def test_pre_post_configs_are_restored_from_the_exported_networks(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """After a checkout resets the committed pre/post configs, syncing from the exported
+    networks' configs gives back exactly what the export wrote (``make run`` does this)."""
+    from export.repository import sync_pre_post_configs
+    from tests.fixtures.triton_repo import REPOSITORY, copy_repository
+
+    repo = copy_repository(tmp_path / "model_repository")
+    for kind in ("cxr", "brats"):
+        result = _invoke(kind, "--checkpoint", checkpoints[kind], "--repository", repo)
+        assert result.exit_code == 0, result.output
+    pre_post = ["cxr_preprocess", "cxr_postprocess", "brats_segment", "brats_postprocess"]
+    exported = {name: _params(repo / name / "config.pbtxt") for name in pre_post}
+    for name in pre_post:
+        shutil.copyfile(REPOSITORY / name / "config.pbtxt", repo / name / "config.pbtxt")
+    assert _params(repo / "cxr_preprocess" / "config.pbtxt") != exported["cxr_preprocess"]
+
+    updated = sync_pre_post_configs(repo, "cxr") + sync_pre_post_configs(repo, "brats")
+
+    assert sorted(path.parent.name for path in updated) == sorted(pre_post)
+    assert {name: _params(repo / name / "config.pbtxt") for name in pre_post} == exported
