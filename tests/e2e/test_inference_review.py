@@ -232,7 +232,9 @@ async def test_upload_infer_review_sign_off(client, accounts, running_worker):
 
     # The CAM is stored as an image in the object store.
     store = client.app.state.store
-    async with client.app.state.session_factory() as session:
+    # Database reads from the test's own event loop go through the worker's engine: the
+    # app's engine belongs to the test client's loop.
+    async with running_worker.session_factory() as session:
         cam_key = (await session.get(Finding, uuid.UUID(cxr_finding["id"]))).artifacts["cams"]
         mri = await session.get(Finding, uuid.UUID(mri_finding["id"]))
         segmentation_key = mri.artifacts["segmentation"]
@@ -520,7 +522,7 @@ async def test_mr_dicom_series_on_different_grids_are_segmented(client, accounts
     [finding] = case["findings"]
     assert finding["kind"] == "segmentation"
     flair = brats_phantom_study()["FLAIR"]
-    async with client.app.state.session_factory() as session:
+    async with running_worker.session_factory() as session:
         stored = await session.get(Finding, uuid.UUID(finding["id"]))
         volume_key = stored.artifacts["volume"]
     image = nib.Nifti1Image.from_bytes(
