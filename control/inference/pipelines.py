@@ -8,7 +8,6 @@ the job id, so running a job twice writes the same objects again, never new ones
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import io
 import time
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 import pydicom
@@ -31,6 +29,7 @@ from control.imaging.volumes import (
     BRATS_CHANNELS,
     Volume,
     brats_input,
+    nifti_bytes,
     nifti_channels,
     series_volume,
 )
@@ -52,7 +51,6 @@ class ModelInfo:
     model_version: str
     training_run_id: str | None
     synthetic: bool
-    parameters: dict[str, str]
 
 
 @dataclass
@@ -92,7 +90,6 @@ async def model_info(triton: TritonClient, ensemble: str, network: str) -> Model
         model_version=parameters.get("model_version") or "unversioned",
         training_run_id=parameters.get("training_run_id") or None,
         synthetic=parameters.get("synthetic_data") == "true",
-        parameters=parameters,
     )
 
 
@@ -186,13 +183,6 @@ async def run_cxr(
             )
         )
     return drafts
-
-
-def nifti_bytes(data: npt.NDArray[Any], affine: npt.NDArray[np.float64]) -> bytes:
-    """A gzip NIfTI-1 file of ``data`` with ``affine`` (mm), reproducible byte for byte."""
-    image = nib.Nifti1Image(data, affine)  # type: ignore[no-untyped-call]
-    image.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
-    return gzip.compress(image.to_bytes(), compresslevel=1, mtime=0)
 
 
 async def _volume_from_series(route: Route, store: ObjectStore) -> dict[str, Volume]:

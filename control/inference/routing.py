@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from control.config import Settings
 from control.db.models import Instance, Series, Study
+from control.domain.studies.prepare import NIFTI_SOP_CLASS
 from control.imaging.volumes import BRATS_CHANNELS
 
-NIFTI_SOP_CLASS = "nifti"
 CXR = "cxr"
 BRATS = "brats"
 

@@ -16,7 +16,7 @@ import socket
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -106,15 +106,17 @@ class Worker:
             logger.info("worker %s stopped", self.worker_id)
 
     async def route_unrouted(self) -> int:
-        """Route received cases that were never routed (stored before routing existed, or
-        whose ingest transaction predates this version); returns how many were queued."""
+        """Route received cases that were never routed (stored before routing existed);
+        returns how many were queued. Cases already marked "no model" are not loaded."""
+        never_routed = select(Case.id).where(
+            Case.status == CaseStatus.RECEIVED,
+            cast(Case.flags, String).not_like(f'%"{queue.NO_MODEL_FLAG}"%'),
+        )
         queued = 0
         async with self.session_factory() as session:
-            cases = (
-                await session.scalars(select(Case).where(Case.status == CaseStatus.RECEIVED))
-            ).all()
-            for case in cases:
-                if queue.NO_MODEL_FLAG in case.flags:
+            for case_id in (await session.scalars(never_routed)).all():
+                case = await session.get(Case, case_id)
+                if case is None:
                     continue
                 route = await schedule_case(session, case, case.study, self.settings, SYSTEM)
                 queued += route.pipeline is not None

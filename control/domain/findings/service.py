@@ -38,6 +38,7 @@ from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from control.imaging.volumes import nifti_bytes
 from control.inference.queue import NO_MODEL_FLAG
 from control.storage import ObjectStore
 
@@ -281,9 +282,7 @@ def _mask_volumes(
         name: round(float(np.isin(labels, codes).sum()) * voxel_ml, 3)
         for name, codes in REGION_LABELS.items()
     }
-    out = nib.Nifti1Image(labels, affine)  # type: ignore[no-untyped-call]
-    out.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
-    return gzip.compress(out.to_bytes(), compresslevel=6, mtime=0), volumes
+    return nifti_bytes(labels, affine, compresslevel=6), volumes
 
 
 async def store_mask(

@@ -13,7 +13,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels.processing import apply_modality_lut
 
 from control.errors import InvalidInputError
-from control.inference.pipelines import cxr_pixels, nifti_bytes
+from control.imaging.volumes import nifti_bytes
+from control.inference.pipelines import cxr_pixels
 from tests.fixtures.dx import chest_dx
 
 
