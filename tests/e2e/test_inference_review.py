@@ -42,6 +42,7 @@ from tests.control.triton import skip_without_triton
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.triton_repo import TINY_MAX_PIXELS, TINY_MODEL_VERSION, build_tiny_repository
+from tests.fixtures.uploads import upload
 
 skip_without_triton()
 
@@ -133,16 +134,6 @@ def four_channel_nifti(shape: tuple[int, int, int] = (32, 32, 24)) -> bytes:
     volume = np.stack(channels, axis=-1).astype(np.float32)
     image = nib.Nifti1Image(volume, np.diag([1.2, 1.2, 1.5, 1.0]))
     return gzip.compress(image.to_bytes(), mtime=0)
-
-
-async def upload(client, account, *files: tuple[str, bytes]) -> dict:
-    response = await client.post(
-        "/api/studies",
-        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
-        headers=account.headers,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def wait_for_status(client, account, case_id: str, *statuses: str) -> dict:
