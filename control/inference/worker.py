@@ -137,23 +137,31 @@ class Worker:
             claimed.attempt,
             claimed.max_attempts,
         )
-        heartbeat = asyncio.create_task(self._keep_lease(claimed))
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
         try:
             drafts = await self._execute(claimed)
         except Exception as exc:
-            heartbeat.cancel()
+            await self._stop_heartbeat(done, heartbeat)
             await self._record_failure(claimed, exc)
             return True
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        await self._stop_heartbeat(done, heartbeat)
         await self._complete(claimed, drafts)
         return True
 
-    async def _keep_lease(self, claimed: ClaimedJob) -> None:
+    @staticmethod
+    async def _stop_heartbeat(done: asyncio.Event, heartbeat: asyncio.Task[None]) -> None:
+        # Never cancelled mid-renewal: a cancelled SQLite BEGIN IMMEDIATE that later gets the
+        # lock would leave a pooled connection holding the write lock.
+        done.set()
+        await heartbeat
+
+    async def _keep_lease(self, claimed: ClaimedJob, done: asyncio.Event) -> None:
         interval = max(self.settings.job_lease_s / 3, 0.2)
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), interval)
+                return
             try:
                 await queue.renew_lease(
                     self.session_factory, claimed.id, self.worker_id, self.settings.job_lease_s
