@@ -14,9 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -27,12 +29,12 @@ import pydicom
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
 from control.db.engine import create_engine, create_session_factory
 from control.db.models import AuditEntry, Finding, InferenceJob, JobStatus
-from control.inference.worker import Worker
-from control.storage import build_store
+from control.inference.worker import run_worker
 from control.triton.server import (
     TritonServer,
     find_free_port,
@@ -99,8 +101,8 @@ def settings(database_url: str, tmp_path: Path, triton: ManagedTriton) -> Settin
         triton_url=triton.url,
         triton_required=False,
         triton_timeout_s=60,
-        # The app runs in the test client's own event loop; the worker runs in the test's
-        # loop with its own engine (``running_worker``), as ``medvision worker`` would.
+        # The app runs in the test client's own event loop; the worker runs on a thread of
+        # its own with its own engine (``running_worker``), as ``medvision worker`` would.
         worker_enabled=False,
         worker_poll_s=0.2,
         job_backoff_s=0.3,
@@ -110,18 +112,46 @@ def settings(database_url: str, tmp_path: Path, triton: ManagedTriton) -> Settin
     )
 
 
+@dataclass
+class RunningWorker:
+    """A job worker on a thread and event loop of its own; ``session_factory`` is for the
+    test's reads, on the test's loop."""
+
+    session_factory: async_sessionmaker[AsyncSession]
+
+
 @pytest.fixture
-async def running_worker(client, settings: Settings) -> AsyncIterator[Worker]:
-    """A job worker with its own database engine, after the app has migrated the database."""
+async def running_worker(client, settings: Settings) -> AsyncIterator[RunningWorker]:
+    """A job worker with its own database engine, after the app has migrated the database.
+
+    It runs on its own thread, as a ``medvision worker`` process would run on its own: the
+    test client runs each request through a blocking portal, which stops the test's event
+    loop until the response, so a worker on that loop could hold SQLite's write lock (between
+    its BEGIN IMMEDIATE and COMMIT) while the request waits for it.
+    """
+    started = threading.Event()
+    worker_loop: dict[str, object] = {}
+
+    def serve() -> None:
+        async def main() -> None:
+            stop = asyncio.Event()
+            worker_loop.update(loop=asyncio.get_running_loop(), stop=stop)
+            started.set()
+            await run_worker(settings, stop)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, name="medvision-worker", daemon=True)
+    thread.start()
+    assert started.wait(30), "the worker thread did not start"
     engine = create_engine(settings)
-    worker = Worker(settings, create_session_factory(engine), build_store(settings))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
     try:
-        yield worker
+        yield RunningWorker(create_session_factory(engine))
     finally:
-        stop.set()
-        await task
+        loop, stop = worker_loop["loop"], worker_loop["stop"]
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join, 60)
+        assert not thread.is_alive(), "the worker did not stop within 60 s"
         await engine.dispose()
 
 
@@ -223,7 +253,7 @@ async def test_upload_infer_review_sign_off(client, accounts, running_worker):
 
     # The CAM is stored as an image in the object store.
     store = client.app.state.store
-    # Database reads from the test's own event loop go through the worker's engine: the
+    # Database reads from the test's own event loop go through an engine of its own: the
     # app's engine belongs to the test client's loop.
     async with running_worker.session_factory() as session:
         cam_key = (await session.get(Finding, uuid.UUID(cxr_finding["id"]))).artifacts["cams"]
