@@ -1,7 +1,7 @@
 """Upload-to-findings latency of one 1024×1024 DX instance, against the ``cxr`` call alone.
 
     .venv/bin/python -m bench.upload_to_findings [--reps 30] [--size 1024] [--poll-ms 2]
-        [--repository PATH]
+        [--repository PATH | --network densenet121]
 
 Issue goal: "From the end of an upload of one 1024×1024 DX instance to its findings being
 stored, median of 30, divided by the ``cxr`` ensemble call alone. Goal ≤ 1.3."
@@ -154,6 +154,16 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     return samples
 
 
+def network_repository(args: argparse.Namespace, scratch: Path) -> Path | None:
+    """``--repository``, or with ``--network`` a temporary CXR-only repository with it."""
+    if args.network is None:
+        return args.repository
+    from bench.triton_cxr import build_repository
+
+    print(f"exporting a {args.network} cxr_net with random weights ...", flush=True)
+    return build_repository(scratch / "network", args.network)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,6 +174,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="database poll interval")
     parser.add_argument("--repository", type=Path, default=None, help="model repository to serve")
+    parser.add_argument(
+        "--network",
+        choices=("densenet121",),
+        default=None,
+        help="serve the CXR ensemble with this cxr_net (random weights, exported to a "
+        "temporary repository) instead of the repository's",
+    )
     args = parser.parse_args()
 
     from bench.machine import describe
@@ -172,7 +189,7 @@ def main() -> None:
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="medvision-bench-") as tmp,
-        Stack(Path(tmp), repository_arg=args.repository) as stack,
+        Stack(Path(tmp), repository_arg=network_repository(args, Path(tmp))) as stack,
     ):
         samples = asyncio.run(measure(stack, args))
         repository_note, network = stack.repository_note, describe_cxr(stack.repository)

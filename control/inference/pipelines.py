@@ -134,15 +134,22 @@ async def run_cxr(
     timeout_s: float,
 ) -> list[FindingDraft]:
     """One classification finding per chest radiograph, its CAMs stored as PNG images."""
-    model, post = await asyncio.gather(
-        model_info(triton, CXR, CXR_NETWORK), triton.model_parameters("cxr_postprocess")
+
+    async def read_pixels(instance: Instance) -> tuple[npt.NDArray[np.uint16], bool]:
+        payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
+        return await anyio.to_thread.run_sync(cxr_pixels, payload)
+
+    # The provenance is read while the first image is fetched and decoded.
+    model, post, first = await asyncio.gather(
+        model_info(triton, CXR, CXR_NETWORK),
+        triton.model_parameters("cxr_postprocess"),
+        read_pixels(route.instances[0]),
     )
     labels = post["labels"].split(",")
     thresholds = [float(value) for value in post["thresholds"].split(",")]
     drafts = []
-    for instance in route.instances:
-        payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
-        pixels, invert = await anyio.to_thread.run_sync(cxr_pixels, payload)
+    for index, instance in enumerate(route.instances):
+        pixels, invert = first if index == 0 else await read_pixels(instance)
         invert_flag = np.array([invert], dtype=np.bool_)
         started = time.perf_counter()
         outputs = await triton.infer(
@@ -221,8 +228,9 @@ async def run_brats(
     timeout_s: float,
 ) -> list[FindingDraft]:
     """One segmentation finding: the label map as NIfTI and the tumour volumes in ml."""
-    model = await model_info(triton, BRATS, BRATS_NETWORK)
-    volume, spacing, affine = await brats_volume(route, store)
+    model, (volume, spacing, affine) = await asyncio.gather(
+        model_info(triton, BRATS, BRATS_NETWORK), brats_volume(route, store)
+    )
     started = time.perf_counter()
     outputs = await triton.infer(
         BRATS,
