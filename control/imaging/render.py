@@ -36,7 +36,6 @@ __all__ = [
     "apply_window",
     "cam_overlay",
     "default_window",
-    "downsample_cam",
     "encode_png",
     "frame_values",
     "heat_colormap",
@@ -201,31 +200,6 @@ def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
         buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL
     )
     return buffer.getvalue()
-
-
-def downsample_cam(cam: npt.NDArray[np.uint8], max_side: int = 256) -> npt.NDArray[np.uint8]:
-    """A uint8 2-D class-activation map shrunk so that its longer side is ``max_side``.
-
-    The aspect ratio is kept (each side rounded, at least 1 pixel) and Pillow's bilinear
-    filter averages over the whole source footprint. ``cam`` itself is returned when its
-    longer side is already at most ``max_side``. Raises ``InvalidInputError`` with code
-    ``invalid_image`` for a non-uint8 or non-2-D ``cam`` and ``invalid_size`` when
-    ``max_side < 1``.
-    """
-    _require_image(cam, "cam", allow_rgb=False)
-    if max_side < 1:
-        raise InvalidInputError(
-            f"max_side must be at least 1, not {max_side}",
-            code="invalid_size",
-            detail={"max_side": max_side},
-        )
-    height, width = cam.shape
-    longer = max(height, width)
-    if longer <= max_side:
-        return cam
-    scale = max_side / longer
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return _resize(cam, size)
 
 
 def heat_colormap(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -33,7 +33,7 @@ from control.imaging.volumes import (
     nifti_channels,
     series_volume,
 )
-from control.inference.routing import BRATS, CXR, Route
+from control.inference.routing import BRATS, CXR, VOLUME_SUBJECT, Route
 from control.storage import ObjectStore
 from control.triton.client import TritonClient
 
@@ -264,7 +264,7 @@ async def run_brats(
     volumes_ml = {name: round(float(v), 3) for name, v in zip(REGIONS, region_ml, strict=True)}
     return [
         FindingDraft(
-            subject="volume",
+            subject=VOLUME_SUBJECT,
             kind=FindingKind.SEGMENTATION,
             model=model,
             labels=[name for name, v in volumes_ml.items() if v > 0],

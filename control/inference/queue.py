@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, InferenceJob, JobStatus
+from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
 from control.domain.cases.service import check_version
@@ -50,15 +50,29 @@ def backoff_s(attempt: int, settings: Settings) -> float:
     return float(min(settings.job_backoff_s * 2 ** (attempt - 1), settings.job_backoff_max_s))
 
 
-async def active_job(session: AsyncSession, case_id: uuid.UUID) -> InferenceJob | None:
-    """The case's pending, running or finished job, if any (failed jobs are not active)."""
+async def unfinished_job(session: AsyncSession, case_id: uuid.UUID) -> InferenceJob | None:
+    """The case's pending or running job, if any (a case has at most one)."""
     job: InferenceJob | None = await session.scalar(
         select(InferenceJob)
-        .where(InferenceJob.case_id == case_id, InferenceJob.status != JobStatus.FAILED)
-        .order_by(InferenceJob.created_at.desc())
+        .where(
+            InferenceJob.case_id == case_id,
+            InferenceJob.status.in_((JobStatus.PENDING, JobStatus.RUNNING)),
+        )
         .limit(1)
     )
     return job
+
+
+async def inferred_subjects(session: AsyncSession, case_id: uuid.UUID) -> set[str]:
+    """The subjects (instance ids, ``volume``) that already have a finding in the case."""
+    return set(await session.scalars(select(Finding.subject).where(Finding.case_id == case_id)))
+
+
+async def lock_case(session: AsyncSession, case_id: uuid.UUID) -> None:
+    """Hold the case's row until the transaction ends (PostgreSQL; SQLite's transactions
+    hold the database's write lock anyway), so that deciding whether the case needs a job
+    and finishing its job never interleave."""
+    await session.execute(select(Case.id).where(Case.id == case_id).with_for_update())
 
 
 async def enqueue(
@@ -66,10 +80,12 @@ async def enqueue(
 ) -> InferenceJob | None:
     """Queue ``case`` for ``pipeline`` inside the caller's transaction.
 
-    Returns None (and changes nothing) when the case already has an active job or is
-    signed off: one case is inferred once unless an admin asks again.
+    Returns None (and changes nothing) when the case is signed off or already has a pending
+    or running job: a pending job reads the case's images when it runs, and a running one
+    queues a follow-up for images that arrived meanwhile (see
+    :func:`control.inference.scheduling.schedule_case`).
     """
-    if case.status == CaseStatus.SIGNED_OFF or await active_job(session, case.id) is not None:
+    if case.status == CaseStatus.SIGNED_OFF or await unfinished_job(session, case.id) is not None:
         return None
     job = InferenceJob(
         case_id=case.id,
@@ -80,7 +96,8 @@ async def enqueue(
         available_at=utcnow(),
     )
     session.add(job)
-    case.status = CaseStatus.QUEUED
+    if case.status != CaseStatus.IN_REVIEW:  # a case in review stays with its holder
+        case.status = CaseStatus.QUEUED
     case.pipeline = pipeline
     case.status_reason = None
     case.flags = [flag for flag in case.flags if flag != NO_MODEL_FLAG]
@@ -253,5 +270,5 @@ async def retry_case(
         )
     job = await enqueue(session, case, case.pipeline, settings, actor)
     if job is None:
-        raise ConflictError("the case already has an active job", code="job_active")
+        raise ConflictError("the case already has a pending or running job", code="job_active")
     return job

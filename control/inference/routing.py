@@ -7,7 +7,8 @@ is shown on the worklist as such, with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 
 from control.config import Settings
 from control.db.models import Instance, Series, Study
@@ -16,6 +17,8 @@ from control.imaging.volumes import BRATS_CHANNELS
 
 CXR = "cxr"
 BRATS = "brats"
+#: The subject of a BraTS finding: the case's one MRI volume.
+VOLUME_SUBJECT = "volume"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,23 @@ class Route:
     instances: list[Instance] = field(default_factory=list)
     channels: dict[str, Series] = field(default_factory=dict)
     volume: Instance | None = None
+
+    @property
+    def subjects(self) -> list[str]:
+        """What the pipeline writes one finding for: each radiograph (its instance id) for
+        ``cxr``, the volume for ``brats``, nothing without a pipeline."""
+        if self.pipeline == CXR:
+            return [str(instance.id) for instance in self.instances]
+        return [VOLUME_SUBJECT] if self.pipeline == BRATS else []
+
+    def without(self, inferred: Collection[str]) -> Route:
+        """This route less the subjects that already have findings (``pipeline`` None when
+        nothing is left to infer)."""
+        if all(subject in inferred for subject in self.subjects):
+            return Route(None, "every image of the study already has a finding")
+        if self.pipeline == CXR:
+            return replace(self, instances=[i for i in self.instances if str(i.id) not in inferred])
+        return self
 
 
 def _body_part(series: Series) -> str:

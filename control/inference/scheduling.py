@@ -1,33 +1,38 @@
-"""Routing a case at ingest time: queue it for its pipeline or mark it "no model"."""
+"""Deciding whether a case needs inference: queue it for its pipeline or mark it "no model"."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, Study
+from control.db.models import Case, CaseStatus, InferenceJob, Study
 from control.domain.audit.chain import Actor
-from control.inference.queue import enqueue, mark_no_model
-from control.inference.routing import Route, RoutingRules, route_study
+from control.inference.queue import enqueue, inferred_subjects, lock_case, mark_no_model
+from control.inference.routing import RoutingRules, route_study
 
 
 async def schedule_case(
     session: AsyncSession, case: Case, study: Study, settings: Settings, actor: Actor
-) -> Route:
-    """Route ``study`` as stored so far (this transaction included) and queue ``case``.
+) -> InferenceJob | None:
+    """Route ``study`` as stored so far (this transaction included) and queue ``case`` when
+    some of what its pipeline reads has no finding yet; returns the job queued, if any.
 
-    A study that fits no pipeline yet (say, an MR study whose FLAIR series has not arrived)
-    is marked "no model" with the reason; a later upload that completes it routes it again.
+    Called at ingest and when a job completes, so images that arrive after a case was
+    inferred (a lateral view after the PA) get their own findings from a follow-up job. A
+    study that fits no pipeline yet (say, an MR study whose FLAIR series has not arrived) is
+    marked "no model" with the reason; a later upload that completes it routes it again.
     """
     await session.flush()
+    await lock_case(session, case.id)
     await session.refresh(study, attribute_names=["series"])
     for series in study.series:
         await session.refresh(series, attribute_names=["instances"])
     route = route_study(study, RoutingRules.from_settings(settings))
     if case.status == CaseStatus.SIGNED_OFF:
-        return route  # read-only: new images of a signed-off study change nothing on it
+        return None  # read-only: new images of a signed-off study change nothing on it
     if route.pipeline is None:
         mark_no_model(case, route.reason)
-    else:
-        await enqueue(session, case, route.pipeline, settings, actor)
-    return route
+        return None
+    if route.without(await inferred_subjects(session, case.id)).pipeline is None:
+        return None
+    return await enqueue(session, case, route.pipeline, settings, actor)

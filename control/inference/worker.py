@@ -118,8 +118,8 @@ class Worker:
                 case = await session.get(Case, case_id)
                 if case is None:
                     continue
-                route = await schedule_case(session, case, case.study, self.settings, SYSTEM)
-                queued += route.pipeline is not None
+                job = await schedule_case(session, case, case.study, self.settings, SYSTEM)
+                queued += job is not None
             await session.commit()
         return queued
 
@@ -146,7 +146,7 @@ class Worker:
             await self._record_failure(claimed, exc)
             return True
         await self._stop_heartbeat(done, heartbeat)
-        await self._complete(claimed, drafts)
+        await self.complete(claimed, drafts)
         return True
 
     @staticmethod
@@ -179,12 +179,16 @@ class Worker:
                     f"case {claimed.case_id} no longer exists", code="case_not_found"
                 )
             route = route_study(case.study, self.rules)
+            inferred = await queue.inferred_subjects(session, case.id)
         # The session is closed: no connection is held while Triton works.
         if route.pipeline != claimed.pipeline:
             raise InvalidInputError(
                 f"the study no longer fits the {claimed.pipeline} pipeline: {route.reason}",
                 code="route_changed",
             )
+        route = route.without(inferred)  # a follow-up job reads only the new images
+        if route.pipeline is None:
+            return []
         pipeline = PIPELINES[claimed.pipeline]
         return await pipeline(
             case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
@@ -217,7 +221,7 @@ class Worker:
             status.value if status else "taken over",
         )
 
-    async def _complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
+    async def complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
         """Write the findings and mark the job done, once; False if another run already did."""
         async with self.session_factory() as session:
             job = await session.get(InferenceJob, claimed.id, with_for_update=True)
@@ -263,6 +267,8 @@ class Worker:
                         "latency_ms": draft.latency_ms,
                     },
                 )
+            # Images stored while this job ran get a follow-up job.
+            await schedule_case(session, case, case.study, self.settings, SYSTEM)
             try:
                 await session.commit()
             except IntegrityError:  # another run of the same job committed first

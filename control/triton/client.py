@@ -139,9 +139,10 @@ class _Region:
 class _SharedMemoryPool:
     """Registered system shared memory regions, reused across requests, one request at a time."""
 
-    def __init__(self, prefix: str, max_idle: int = 4) -> None:
+    def __init__(self, prefix: str, max_idle: int = 4, unregister_timeout_s: float = 10.0) -> None:
         self.prefix = prefix
         self.max_idle = max_idle
+        self.unregister_timeout_s = unregister_timeout_s
         self.idle: list[_Region] = []
         self.registered: dict[str, _Region] = {}
         self._names = itertools.count()
@@ -178,9 +179,11 @@ class _SharedMemoryPool:
         self.registered.pop(region.name, None)
         if client is not None:
             try:
-                await client.unregister_system_shared_memory(region.name, client_timeout=2.0)
-            except InferenceServerException as exc:
-                logger.debug("could not unregister %s: %s", region.name, exc)
+                await client.unregister_system_shared_memory(
+                    region.name, client_timeout=self.unregister_timeout_s
+                )
+            except InferenceServerException as exc:  # Triton gone: nothing left to release
+                logger.warning("could not unregister %s: %s", region.name, exc)
         shm.destroy_shared_memory_region(region.handle)
 
     async def clear(self, client: grpcaio.InferenceServerClient | None) -> None:
@@ -218,7 +221,9 @@ class TritonClient:
         )
         self.shared_memory_stats = SharedMemoryStats()
         self._client: grpcaio.InferenceServerClient | None = None
-        self._pool = _SharedMemoryPool(f"medvision_{os.getpid()}_{id(self):x}")
+        self._pool = _SharedMemoryPool(
+            f"medvision_{os.getpid()}_{id(self):x}", unregister_timeout_s=min(timeout_s, 10.0)
+        )
 
     def _grpc(self) -> grpcaio.InferenceServerClient:
         if self._client is None:

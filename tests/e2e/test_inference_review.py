@@ -554,6 +554,42 @@ async def test_mr_dicom_series_on_different_grids_are_segmented(client, accounts
     assert spacing == pytest.approx([*map(float, flair[0].PixelSpacing), spacing[2]], abs=1e-4)
 
 
+async def test_a_later_view_of_an_inferred_study_gets_its_own_finding(
+    client, accounts, running_worker
+):
+    """A lateral view stored after the PA view was inferred is inferred by a follow-up job
+    that reads it alone: one finding per radiograph, none twice."""
+    pacs, rad1, study_uid = accounts["pacs1"], accounts["rad1"], pydicom.uid.generate_uid()
+    first = await upload(client, pacs, ("pa.dcm", chest_dx(128, seed=4, study_uid=study_uid)))
+    [case_id] = first["case_ids"]
+    case = await wait_for_status(client, rad1, case_id, "inferred", "failed")
+    assert case["status"] == "inferred" and len(case["findings"]) == 1, case
+    second = await upload(client, pacs, ("lat.dcm", chest_dx(128, seed=5, study_uid=study_uid)))
+    assert second["case_ids"] == [case_id] and second["studies"][0]["inference_queued"]
+    deadline = time.monotonic() + WAIT_S
+    while len(case["findings"]) < 2 or case["status"] != "inferred":
+        assert time.monotonic() < deadline, f"no finding for the lateral view: {case}"
+        await asyncio.sleep(0.2)
+        case = await wait_for_status(client, rad1, case_id, "inferred", "failed")
+    instances = [i["id"] for series in case["series"] for i in series["instances"]]
+    assert sorted(f["subject"] for f in case["findings"]) == sorted(instances)
+    async with running_worker.session_factory() as session:
+        jobs = (
+            await session.scalars(
+                select(InferenceJob).where(InferenceJob.case_id == uuid.UUID(case_id))
+            )
+        ).all()
+        finding_jobs = set(
+            (
+                await session.scalars(
+                    select(Finding.job_id).where(Finding.case_id == uuid.UUID(case_id))
+                )
+            ).all()
+        )
+    assert len(jobs) == 2 and {job.status for job in jobs} == {JobStatus.DONE}
+    assert finding_jobs == {job.id for job in jobs}  # one finding from each job
+
+
 async def test_triton_error_fails_the_case_with_the_reason(client, accounts, running_worker):
     """An image Triton refuses (larger than cxr_preprocess's max_pixels) fails at once: no
     retries for bad input, the reason on the case and an ``inference.failed`` audit entry."""

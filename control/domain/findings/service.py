@@ -39,7 +39,7 @@ from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from control.imaging.volumes import nifti_bytes
-from control.inference.queue import NO_MODEL_FLAG
+from control.inference.queue import NO_MODEL_FLAG, unfinished_job
 from control.storage import ObjectStore
 
 #: Region volumes from a BraTS label map (1 necrotic core, 2 edema, 3 enhancing tumour).
@@ -314,7 +314,8 @@ async def sign_off(
     version: int,
     note: str | None,
 ) -> Case:
-    """Sign the case off: every AI finding must carry a decision; the case becomes read-only."""
+    """Sign the case off: no inference may be pending and every AI finding must carry a
+    decision; the case becomes read-only."""
     _require_holder(case, user)
     check_version(case, version)
     readable = case.status in (CaseStatus.INFERRED, CaseStatus.IN_REVIEW, CaseStatus.FAILED) or (
@@ -323,6 +324,11 @@ async def sign_off(
     if not readable:
         raise ConflictError(
             f"a {case.status.value} case cannot be signed off yet: its inference is pending",
+            code="inference_pending",
+        )
+    if await unfinished_job(session, case.id) is not None:
+        raise ConflictError(
+            "images that arrived after the case was inferred are still being inferred",
             code="inference_pending",
         )
     findings = await case_findings(session, case.id)

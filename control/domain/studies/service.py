@@ -37,6 +37,8 @@ class IngestedStudy:
     flags: list[str] = field(default_factory=list)
     pipeline: str | None = None
     status: str = "received"
+    #: Whether this upload queued an inference job for the case.
+    inference_queued: bool = False
 
 
 @dataclass
@@ -49,7 +51,7 @@ class IngestResult:
 
     @property
     def queued_anything(self) -> bool:
-        return any(study.status == CaseStatus.QUEUED for study in self.studies)
+        return any(study.inference_queued for study in self.studies)
 
 
 class IngestService:
@@ -148,6 +150,7 @@ class IngestService:
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
         case = await self._ensure_case(study, prepared)
+        job = None
         if new:
             study.modality = _merge_modality(study.modality, prepared.modality)
             case.modality = study.modality
@@ -165,7 +168,7 @@ class IngestService:
                     "flags": list(case.flags),
                 },
             )
-            await schedule_case(self.session, case, study, self.settings, actor)
+            job = await schedule_case(self.session, case, study, self.settings, actor)
         return IngestedStudy(
             study_id=study.id,
             case_id=case.id,
@@ -176,6 +179,7 @@ class IngestService:
             flags=list(case.flags),
             pipeline=case.pipeline,
             status=case.status.value,
+            inference_queued=job is not None,
         )
 
     async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:

@@ -22,7 +22,6 @@ from control.imaging.render import (
     apply_window,
     cam_overlay,
     default_window,
-    downsample_cam,
     encode_png,
     frame_values,
     heat_colormap,
@@ -366,40 +365,6 @@ def test_png_rejects_other_arrays(image: npt.NDArray[Any]) -> None:
 
 
 # --- CAMs -------------------------------------------------------------------------------
-
-
-def test_downsample_cam_keeps_the_aspect_ratio() -> None:
-    cam = np.full((600, 300), 200, dtype=np.uint8)
-
-    small = downsample_cam(cam, max_side=256)
-
-    assert small.dtype == np.uint8
-    assert small.shape == (256, 128)
-    assert (small == 200).all()
-
-
-def test_downsample_cam_landscape() -> None:
-    cam = np.zeros((100, 1000), dtype=np.uint8)
-    cam[:, 500:] = 255
-
-    small = downsample_cam(cam, max_side=100)
-
-    assert small.shape == (10, 100)
-    assert small[:, :45].max() == 0
-    assert small[:, 55:].min() == 255
-
-
-def test_downsample_cam_leaves_small_maps_alone() -> None:
-    cam = np.arange(64, dtype=np.uint8).reshape(8, 8)
-
-    assert downsample_cam(cam, max_side=8) is cam
-
-
-def test_downsample_cam_rejects_a_bad_size() -> None:
-    with pytest.raises(InvalidInputError) as excinfo:
-        downsample_cam(np.zeros((4, 4), np.uint8), max_side=0)
-
-    assert _code(excinfo) == "invalid_size"
 
 
 def test_heat_colormap_runs_from_blue_to_red() -> None:

@@ -100,6 +100,26 @@ def test_study_without_series_gets_no_model():
     assert route.reason == "no model for none studies"
 
 
+def test_a_route_without_its_inferred_subjects_keeps_only_the_new_images():
+    series = _series("DX", "CHEST", instances=3)
+    route = route_study(_study(series), RULES)
+    first, *others = series.instances
+    assert route.subjects == [str(instance.id) for instance in series.instances]
+    rest = route.without({str(first.id), "unrelated"})
+    assert rest.pipeline == CXR and rest.instances == others
+    assert route.instances == series.instances  # the original route is unchanged
+    done = route.without(set(route.subjects))
+    assert done.pipeline is None and done.instances == []
+
+
+def test_a_brats_route_has_one_subject_the_volume():
+    route = route_study(_study(*_brain("T1", "T1ce", "T2", "FLAIR")), RULES)
+    assert route.pipeline == BRATS and route.subjects == ["volume"]
+    assert route.without({"some-instance-id"}) is route
+    assert route.without({"volume"}).pipeline is None
+    assert route_study(_study(_series("CT", "CHEST")), RULES).subjects == []
+
+
 def test_only_the_chest_series_of_a_mixed_study_are_read():
     chest = _series("DX", "CHEST", instances=2)
     knee = _series("DX", "KNEE", instances=3)
