@@ -79,6 +79,10 @@ def choose_repository(explicit: Path | None, scratch: Path) -> tuple[Path, str]:
     if explicit is not None:
         return explicit.resolve(), f"{explicit} (given)"
     if has_cxr_network(REPOSITORY):
+        from export.repository import sync_pre_post_configs
+
+        # A checkout resets the pre/post configs to placeholders; `make run` re-syncs them too.
+        sync_pre_post_configs(REPOSITORY, "cxr")
         return REPOSITORY, "committed model_repository/ (exported cxr_net)"
     from tests.fixtures.triton_repo import build_tiny_repository
 
