@@ -222,7 +222,11 @@ class Worker:
         )
 
     async def complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
-        """Write the findings and mark the job done, once; False if another run already did."""
+        """Write the findings and mark the job done, once; False if another run already did.
+
+        Images of the case stored while the job ran get a follow-up job in the same
+        transaction.
+        """
         async with self.session_factory() as session:
             job = await session.get(InferenceJob, claimed.id, with_for_update=True)
             if job is None or job.status in (JobStatus.DONE, JobStatus.FAILED):
