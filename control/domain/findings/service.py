@@ -39,15 +39,12 @@ from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from control.imaging.volumes import nifti_bytes
+from control.inference.pipelines import REGIONS
 from control.inference.queue import NO_MODEL_FLAG, unfinished_job
 from control.storage import ObjectStore
+from training.labels import BRATS_REGIONS
+from training.regions import region_volumes_ml
 
-#: Region volumes from a BraTS label map (1 necrotic core, 2 edema, 3 enhancing tumour).
-REGION_LABELS = {
-    "enhancing_tumour": (3,),
-    "tumour_core": (1, 3),
-    "whole_tumour": (1, 2, 3),
-}
 MAX_REASON_CHARS = 2000
 
 
@@ -277,10 +274,12 @@ def _mask_volumes(
             f"{filename}: labels must be 0-3 (found {sorted(values)})", code="invalid_mask"
         )
     labels = data.astype(np.uint8)
-    voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    # The same computation as the AI's REGION_ML (brats_postprocess), so they compare.
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    by_region = region_volumes_ml(labels, spacing.tolist())
     volumes = {
-        name: round(float(np.isin(labels, codes).sum()) * voxel_ml, 3)
-        for name, codes in REGION_LABELS.items()
+        name: round(by_region[region], 3)
+        for name, region in zip(REGIONS, BRATS_REGIONS, strict=True)
     }
     return nifti_bytes(labels, affine, compresslevel=6), volumes
 
