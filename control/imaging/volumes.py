@@ -28,18 +28,20 @@ import pydicom
 from pydicom.pixels.processing import apply_modality_lut
 from scipy import ndimage
 
+from control.dicom.nifti import CHANNELS
 from control.errors import InvalidInputError
 
 __all__ = [
     "BRATS_CHANNELS",
     "Volume",
     "brats_input",
+    "nifti_bytes",
     "nifti_channels",
     "resample_to",
     "series_volume",
 ]
 
-BRATS_CHANNELS: tuple[str, ...] = ("T1", "T1ce", "T2", "FLAIR")
+BRATS_CHANNELS = CHANNELS
 """Channel order of the ``brats`` model's ``VOLUME`` input."""
 
 #: DICOM patient coordinates (LPS) to NIfTI world coordinates (RAS+): negate x and y.

@@ -213,7 +213,7 @@ async def brats_volume(
         payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
         data, affine = await anyio.to_thread.run_sync(nifti_channels, payload)
         spacing = np.linalg.norm(affine[:3, :3], axis=0).astype(np.float32)
-        return data.astype(np.float32), spacing, affine
+        return data.astype(np.float32, copy=False), spacing, affine
     volumes = await _volume_from_series(route, store)
     volume, spacing, affine = await anyio.to_thread.run_sync(brats_input, volumes)
     return volume, spacing, affine

@@ -6,14 +6,12 @@ de-identification stops the whole upload.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from io import BytesIO
 
-import nibabel as nib
 import numpy as np
 import pydicom
 
@@ -21,6 +19,7 @@ from control.dicom.deid import DeidResult, deidentify, pseudonymous_uid
 from control.dicom.nifti import assemble_mri_volume, looks_like_nifti
 from control.dicom.reader import UploadLimits, looks_like_dicom, read_dicom
 from control.errors import InvalidInputError, UnsupportedMediaError
+from control.imaging.volumes import nifti_bytes
 
 NIFTI_SOP_CLASS = "nifti"
 
@@ -112,9 +111,7 @@ def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: byte
     volume = assemble_mri_volume(files, limits)
     # A fresh header keeps geometry only: descrip, aux_file, intent and db_name can carry PHI.
     channels_last = np.moveaxis(volume.data, 0, -1).astype(np.float32)
-    image = nib.Nifti1Image(channels_last, volume.affine)  # type: ignore[no-untyped-call]
-    image.header.set_xyzt_units("mm", "sec")  # type: ignore[no-untyped-call]
-    payload = gzip.compress(image.to_bytes(), mtime=0)
+    payload = nifti_bytes(channels_last, volume.affine, compresslevel=9)
     # Identity from the decoded voxels and geometry, not the file bytes: the same volume
     # re-compressed (gzip stores a timestamp) or re-split into channels is the same study.
     content = hashlib.sha256(volume.data.tobytes() + volume.affine.tobytes()).hexdigest()
