@@ -40,6 +40,8 @@ __all__ = [
     "frame_values",
     "heat_colormap",
     "render_frame",
+    "require_plane",
+    "require_window",
     "segmentation_overlay",
     "slice_count",
     "volume_slice",
@@ -156,13 +158,7 @@ def apply_window(
     positive number or the center is not finite.
     """
     center, width = float(window.center), float(window.width)
-    if not (math.isfinite(center) and math.isfinite(width) and width > 0):
-        raise InvalidInputError(
-            f"window center {center} / width {width}: the width must be a finite number > 0 "
-            "and the center finite",
-            code="invalid_window",
-            detail={"center": window.center, "width": window.width},
-        )
+    require_window(center, width)
     scaled = (np.asarray(values, dtype=np.float64) - (center - width / 2.0)) / width * 255.0
     image = _round_to_uint8(scaled)
     if invert:
@@ -272,19 +268,38 @@ def volume_slice(volume: npt.NDArray[Any], plane: Plane, index: int) -> npt.NDAr
     return np.ascontiguousarray(section.T[::-1, ::-1])
 
 
+def require_window(center: float, width: float) -> Window:
+    """The window ``center``/``width``; ``InvalidInputError("invalid_window")`` unless the
+    width is a finite number > 0 and the center finite."""
+    if not (math.isfinite(center) and math.isfinite(width) and width > 0):
+        raise InvalidInputError(
+            f"window center {center} / width {width}: the width must be a finite number > 0 "
+            "and the center finite",
+            code="invalid_window",
+            detail={"center": center, "width": width},
+        )
+    return Window(center=center, width=width)
+
+
+def require_plane(plane: str) -> Plane:
+    """``plane`` as a :data:`Plane`; ``InvalidInputError("invalid_plane")`` for anything else."""
+    planes: tuple[Plane, ...] = get_args(Plane)
+    for known in planes:
+        if plane == known:
+            return known
+    raise InvalidInputError(
+        f"unknown plane {plane!r}; expected one of {', '.join(planes)}",
+        code="invalid_plane",
+        detail={"plane": plane},
+    )
+
+
 def slice_count(shape: tuple[int, int, int], plane: Plane) -> int:
     """The number of slices of a volume of ``shape`` in ``plane`` (the length of its axis).
 
     Raises ``InvalidInputError("invalid_plane")`` for an unknown plane.
     """
-    axis = _PLANE_AXIS.get(plane)
-    if axis is None:
-        raise InvalidInputError(
-            f"unknown plane {plane!r}; expected one of {', '.join(get_args(Plane))}",
-            code="invalid_plane",
-            detail={"plane": plane},
-        )
-    return int(shape[axis])
+    return int(shape[_PLANE_AXIS[require_plane(plane)]])
 
 
 def segmentation_overlay(

@@ -22,6 +22,7 @@ from control.domain.findings.service import get_finding
 from control.domain.viewer import service
 from control.domain.viewer.cache import Producer, cache_key, cached
 from control.domain.viewer.schemas import SegmentationVolume
+from control.imaging.render import require_plane
 
 AuthRequest = Request[AuthUser, object, State]
 PNG = "image/png"
@@ -179,7 +180,7 @@ class ViewerController(Controller):
         case = await get_case(db_session, case_id, request.user)
         finding = await get_finding(db_session, case, finding_id)
         service.require_kind(finding, FindingKind.SEGMENTATION)
-        view = (service.require_plane(plane), index, service.require_channel(channel))
+        view = (require_plane(plane), index, service.require_channel(channel))
         labels = service.label_map_source(finding, mask)
         window = service.requested_window(window_center, window_width)
         params: dict[str, object] = {

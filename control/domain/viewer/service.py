@@ -7,11 +7,10 @@ threads. Parameters are checked before anything is loaded, with stable error cod
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, get_args
+from typing import Any
 
 import anyio.to_thread
 import numpy as np
@@ -37,6 +36,7 @@ from control.imaging.render import (
     cam_overlay,
     encode_png,
     render_frame,
+    require_window,
     segmentation_overlay,
     slice_count,
     volume_slice,
@@ -97,14 +97,7 @@ def requested_window(center: float | None, width: float | None) -> Window | None
         raise InvalidInputError(
             "give both window_center and window_width, or neither", code="invalid_window"
         )
-    if not (math.isfinite(center) and math.isfinite(width) and width > 0):
-        raise InvalidInputError(
-            f"window center {center} / width {width}: the width must be a finite number > 0 "
-            "and the center finite",
-            code="invalid_window",
-            detail={"center": center, "width": width},
-        )
-    return Window(center=center, width=width)
+    return require_window(center, width)
 
 
 def require_kind(finding: Finding, kind: FindingKind) -> None:
@@ -136,19 +129,6 @@ def cam_ref(finding: Finding, label: str) -> CamRef:
             detail={"available": labels},
         )
     return CamRef(key, labels.index(label), len(labels))
-
-
-def require_plane(plane: str) -> Plane:
-    """``plane`` as a :data:`Plane`; 400 ``invalid_plane`` for anything else."""
-    planes: tuple[Plane, ...] = get_args(Plane)
-    for known in planes:
-        if plane == known:
-            return known
-    raise InvalidInputError(
-        f"unknown plane {plane!r}; expected one of {', '.join(planes)}",
-        code="invalid_plane",
-        detail={"plane": plane},
-    )
 
 
 def require_channel(channel: str) -> str:
