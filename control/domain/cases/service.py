@@ -143,6 +143,12 @@ def check_version(case: Case, version: int) -> None:
         )
 
 
+def require_open(case: Case) -> None:
+    """409 ``case_signed_off`` when the case is signed off (read-only)."""
+    if case.status == CaseStatus.SIGNED_OFF:
+        raise ConflictError("a signed-off case is read-only", code="case_signed_off")
+
+
 async def update_case(
     session: AsyncSession,
     case: Case,
@@ -155,8 +161,7 @@ async def update_case(
 ) -> Case:
     """Assign, reassign, unassign or reprioritise; every change is audited."""
     check_version(case, version)
-    if case.status == CaseStatus.SIGNED_OFF:
-        raise ConflictError("a signed-off case is read-only", code="case_signed_off")
+    require_open(case)
     details: dict[str, object] = {}
     if change_assignee and assignee_id != case.assignee_id:
         previous = case.assignee_id
@@ -184,8 +189,7 @@ async def claim_case(session: AsyncSession, case: Case, user: AuthUser, actor: A
         return case
     if case.assignee_id is not None:
         raise ConflictError("the case is already assigned", code="case_already_assigned")
-    if case.status == CaseStatus.SIGNED_OFF:
-        raise ConflictError("a signed-off case is read-only", code="case_signed_off")
+    require_open(case)
     case.assignee = await _radiologist(session, user.id)
     case.assignee_id = user.id
     await chain.append(
