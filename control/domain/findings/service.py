@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import anyio.to_thread
 import nibabel as nib
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +35,7 @@ from control.db.models import (
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
-from control.domain.cases.service import check_version
+from control.domain.cases.service import check_version, require_open
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from control.imaging.volumes import nifti_bytes
 from control.inference.pipelines import REGIONS
@@ -98,8 +97,7 @@ async def case_history(session: AsyncSession, case: Case) -> list[AuditEntry]:
 
 
 def _require_holder(case: Case, user: AuthUser) -> None:
-    if case.status == CaseStatus.SIGNED_OFF:
-        raise ConflictError("a signed-off case is read-only", code="case_signed_off")
+    require_open(case)
     if user.role != Role.RADIOLOGIST or case.assignee_id != user.id:
         raise PermissionDeniedError(
             "only the radiologist who holds the case may decide on it; claim it first",
@@ -245,12 +243,12 @@ async def _concurrent_change_conflicts(session: AsyncSession) -> AsyncIterator[N
 
 
 def _mask_volumes(
-    payload: bytes,
-    reference_shape: tuple[int, ...],
-    affine: npt.NDArray[np.float64],
-    filename: str,
+    payload: bytes, reference: bytes, filename: str
 ) -> tuple[bytes, dict[str, float]]:
-    """Validate an uploaded label map against the AI segmentation's grid; canonical bytes."""
+    """Validate an uploaded label map against the grid of the AI segmentation ``reference``
+    (its stored gzip NIfTI); canonical bytes and region volumes."""
+    ai_image = nib.Nifti1Image.from_bytes(gzip.decompress(reference))
+    reference_shape, affine = tuple(ai_image.shape), ai_image.affine
     try:
         raw = gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
         image = nib.Nifti1Image.from_bytes(raw)
@@ -295,10 +293,7 @@ async def store_mask(
     if finding.kind != FindingKind.SEGMENTATION:
         raise InvalidInputError("only segmentations take a mask", code="not_a_segmentation")
     reference = await store.get(finding.artifacts["segmentation"])
-    ai_image = nib.Nifti1Image.from_bytes(gzip.decompress(reference))
-    canonical, volumes = await anyio.to_thread.run_sync(
-        _mask_volumes, payload, tuple(ai_image.shape), ai_image.affine, filename
-    )
+    canonical, volumes = await anyio.to_thread.run_sync(_mask_volumes, payload, reference, filename)
     key = f"derived/cases/{case.id}/masks/{uuid.uuid4()}.nii.gz"
     stored = await store.put(key, canonical, content_type="application/gzip")
     return EditedMask(key=key, sha256=stored.sha256, volumes_ml=volumes)

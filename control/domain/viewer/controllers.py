@@ -70,7 +70,7 @@ class ViewerController(Controller):
         values. NIfTI volumes answer 400 ``not_a_dicom_image``: use the slice endpoint.
         """
         case = await get_case(db_session, case_id, request.user)
-        instance = await service.get_instance(db_session, case, instance_id)
+        instance = service.get_instance(case, instance_id)
         service.require_dicom_image(instance)
         window = service.requested_window(window_center, window_width)
         key = cache_key(
@@ -99,7 +99,7 @@ class ViewerController(Controller):
         Pixel data and other binary elements over 1 KiB are left out.
         """
         case = await get_case(db_session, case_id, request.user)
-        instance = await service.get_instance(db_session, case, instance_id)
+        instance = service.get_instance(case, instance_id)
         service.require_dicom_image(instance)
         store = request.app.state.store
         header = await _cached(
@@ -135,7 +135,7 @@ class ViewerController(Controller):
         service.require_kind(finding, FindingKind.CLASSIFICATION)
         cam = service.cam_ref(finding, label)
         window = service.requested_window(window_center, window_width)
-        instance = await service.finding_instance(db_session, case, finding)
+        instance = service.finding_instance(case, finding)
         key = cache_key(
             case,
             request.url.path,

@@ -79,6 +79,8 @@ class DisplayVolume:
 
 _volumes: LruCache[tuple[str, str | None], DisplayVolume] = LruCache(VOLUME_ENTRIES)
 _label_maps: LruCache[tuple[str, str | None], npt.NDArray[Any]] = LruCache(LABEL_MAP_ENTRIES)
+#: One lock per object being loaded, dropped when nobody waits for it.
+_loading: dict[tuple[int, str, str | None], anyio.Lock] = {}
 
 
 async def load_volume(store: ObjectStore, key: str, sha256: str | None = None) -> DisplayVolume:
@@ -113,13 +115,22 @@ async def _load(
         raise NotFoundError(
             f"no object stored under {key!r}", code="object_not_found", detail={"key": key}
         )
-    found = lru.get((key, sha256))
-    if found is not None:
-        return found
-    payload = await store.get(key, expected_sha256=sha256)
-    value = await anyio.to_thread.run_sync(decode, payload)
-    lru.put((key, sha256), value)
-    return value
+    # Requests for the same object (a viewer opening fetches several slices at once) wait
+    # for one read and decode instead of each doing their own.
+    lock_key = (id(lru), key, sha256)
+    lock = _loading.setdefault(lock_key, anyio.Lock())
+    try:
+        async with lock:
+            found = lru.get((key, sha256))
+            if found is not None:
+                return found
+            payload = await store.get(key, expected_sha256=sha256)
+            value = await anyio.to_thread.run_sync(decode, payload)
+            lru.put((key, sha256), value)
+            return value
+    finally:
+        if not lock.locked() and lock.statistics().tasks_waiting == 0:
+            _loading.pop(lock_key, None)
 
 
 def _decode_volume(payload: bytes) -> DisplayVolume:
