@@ -50,7 +50,7 @@ from bench.stack import (
     describe_cxr,
     epoch_seconds,
     load_line,
-    percentile,
+    summary_ms,
     throwaway_postgres,
     upload_case,
 )
@@ -357,16 +357,17 @@ def main() -> None:
 
     checks = result["checks"]
     ok = all(value is True for value in checks.values())
-    created, seen = result["created_latency"], result["seen_latency"]
     workers = "1 in-process (medvision serve)" + (
         f" + {args.workers} medvision worker processes" if args.workers else ""
     )
 
-    def ms(values: list[float], q: float) -> float:
-        return round(1e3 * percentile(values, q), 1)
-
+    upload, created, seen = (
+        summary_ms(result[name]) for name in ("upload_latency", "created_latency", "seen_latency")
+    )
+    worker = summary_ms([w / 1e3 for w in result["worker_ms"]]) if result["worker_ms"] else None
+    machine = describe()
     rows = [
-        ("machine", describe()),
+        ("machine", machine),
         ("load average", load_line(load_before)),
         ("models", result["repository_note"]),
         ("network", result["network"]),
@@ -383,8 +384,7 @@ def main() -> None:
         (
             "upload phase",
             f"{result['upload_wall_s']:.1f} s, {result['upload_rate']:.2f} instances/s, "
-            f"upload p50 {ms(result['upload_latency'], 50)} ms, "
-            f"p95 {ms(result['upload_latency'], 95)} ms",
+            f"upload p50 {upload['median_ms']} ms, p95 {upload['p95_ms']} ms",
         ),
         (
             "end to end (first upload → last finding)",
@@ -392,16 +392,15 @@ def main() -> None:
         ),
         (
             "upload response → finding created_at (ms)",
-            f"p50 {ms(created, 50)}, p95 {ms(created, 95)}, max {ms(created, 100)}",
+            f"p50 {created['median_ms']}, p95 {created['p95_ms']}, max {created['max_ms']}",
         ),
         (
             f"upload response → finding seen (ms, poll {args.poll_ms:g} ms)",
-            f"p50 {ms(seen, 50)}, p95 {ms(seen, 95)}, max {ms(seen, 100)}",
+            f"p50 {seen['median_ms']}, p95 {seen['p95_ms']}, max {seen['max_ms']}",
         ),
         (
             "cxr call inside the worker (ms)",
-            f"p50 {ms([w / 1e3 for w in result['worker_ms']], 50)}, "
-            f"p95 {ms([w / 1e3 for w in result['worker_ms']], 95)}",
+            f"p50 {worker['median_ms']}, p95 {worker['p95_ms']}" if worker else "none",
         ),
         *(
             (f"check: {name}", "ok" if value is True else f"FAILED: {value}")
@@ -414,7 +413,7 @@ def main() -> None:
     print("\n```\n" + "\n".join(f"{label:<{width}}  {value}" for label, value in rows) + "\n```")
     record = {
         "benchmark": "ingest_load",
-        "machine": describe(),
+        "machine": machine,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "models": result["repository_note"],
@@ -426,18 +425,18 @@ def main() -> None:
         "size": args.size,
         "upload_s": round(result["upload_wall_s"], 2),
         "upload_instances_per_s": round(result["upload_rate"], 2),
-        "upload_p95_ms": ms(result["upload_latency"], 95),
+        "upload_p95_ms": upload["p95_ms"],
         "end_to_end_s": round(result["end_to_end_s"], 2),
         "end_to_end_instances_per_s": round(result["end_to_end_rate"], 2),
         "latency_to_findings_ms": {
-            "p50": ms(created, 50),
-            "p95": ms(created, 95),
-            "max": ms(created, 100),
+            "p50": created["median_ms"],
+            "p95": created["p95_ms"],
+            "max": created["max_ms"],
         },
         "latency_to_findings_seen_ms": {
-            "p50": ms(seen, 50),
-            "p95": ms(seen, 95),
-            "max": ms(seen, 100),
+            "p50": seen["median_ms"],
+            "p95": seen["p95_ms"],
+            "max": seen["max_ms"],
         },
         "worker_cxr_call_median_ms": round(statistics.median(result["worker_ms"]), 1)
         if result["worker_ms"]

@@ -96,28 +96,31 @@ def choose_repository(explicit: Path | None, scratch: Path) -> tuple[Path, str]:
     )
 
 
+def model_config(repository: Path, model: str) -> Any:
+    """``repository/model/config.pbtxt`` parsed as Triton's ``ModelConfig``."""
+    from export.triton_config import parse_config
+
+    return parse_config((repository / model / "config.pbtxt").read_text())
+
+
 def model_parameters(repository: Path, model: str) -> dict[str, str]:
     """The ``parameters`` map of ``repository/model/config.pbtxt``."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
-    config = text_format.Parse((repository / model / "config.pbtxt").read_text(), pb.ModelConfig())
+    config = model_config(repository, model)
     return {key: value.string_value for key, value in config.parameters.items()}
 
 
 def describe_cxr(repository: Path) -> str:
     """The served CXR network in a few words (version, input size, instance counts)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
-    net = model_parameters(repository, "cxr_net")
-    pre = model_parameters(repository, "cxr_preprocess")
-    counts = []
-    for model in ("cxr_preprocess", "cxr_net", "cxr_postprocess"):
-        config = text_format.Parse(
-            (repository / model / "config.pbtxt").read_text(), pb.ModelConfig()
-        )
-        counts.append(str(sum(group.count or 1 for group in config.instance_group) or 1))
+    configs = {
+        model: model_config(repository, model)
+        for model in ("cxr_preprocess", "cxr_net", "cxr_postprocess")
+    }
+    net = {key: value.string_value for key, value in configs["cxr_net"].parameters.items()}
+    pre = {key: value.string_value for key, value in configs["cxr_preprocess"].parameters.items()}
+    counts = [
+        str(sum(group.count or 1 for group in config.instance_group) or 1)
+        for config in configs.values()
+    ]
     return (
         f"cxr_net {net.get('model_version') or 'unversioned'}"
         f"{' (synthetic)' if net.get('synthetic_data') == 'true' else ''}, "

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import describe
+from bench.stack import model_parameters
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 CXR_MODELS = ("cxr", "cxr_preprocess", "cxr_postprocess")
@@ -108,18 +109,6 @@ def build_repository(root: Path, preset: str) -> Path:
 def _output_bytes(pixels: np.ndarray) -> dict[str, int]:
     """Shared-memory sizes for the ensemble's outputs (the 14-label CAM dominates)."""
     return {"CAM": 14 * pixels.size, "PROBABILITIES": 14 * 4, "POSITIVE": 14}
-
-
-def network_parameter(repository: Path, key: str, default: str) -> str:
-    """A ``parameters`` entry of the exported ``cxr_net`` config."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
-    config = text_format.Parse(
-        (repository / "cxr_net" / "config.pbtxt").read_text(), pb.ModelConfig()
-    )
-    value = config.parameters[key].string_value if key in config.parameters else ""
-    return value or default
 
 
 def chest_sized_image() -> np.ndarray:
@@ -530,7 +519,7 @@ def main() -> None:
                 repository / "cxr_net" / "config.pbtxt",
                 {"intra_op_num_threads": str(args.net_intra_op)},
             )
-        intra_op = int(network_parameter(repository, "intra_op_num_threads", "0"))
+        intra_op = int(model_parameters(repository, "cxr_net").get("intra_op_num_threads") or "0")
         pixels = chest_sized_image()
         onnx_path = repository / "cxr_net" / "1" / "model.onnx"
         session = runner_session(onnx_path, intra_op)
