@@ -28,6 +28,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import get_nr_frames, pixel_array
 
 from control.errors import InvalidInputError
+from training.data.preprocess import apply_modality_lut as rescale
 
 __all__ = [
     "SEGMENT_COLOURS",
@@ -351,12 +352,8 @@ def _modality_values(
         source = _functional_group(ds, "PixelValueTransformationSequence", frame)
     slope = _number(source, "RescaleSlope", 1.0)
     intercept = _number(source, "RescaleIntercept", 0.0)
-    values = stored.astype(np.float32)
-    if slope != 1.0:
-        values *= np.float32(slope)
-    if intercept != 0.0:
-        values += np.float32(intercept)
-    return values
+    rescaled: npt.NDArray[np.float32] = rescale(stored, slope, intercept)
+    return rescaled
 
 
 def _functional_group(ds: pydicom.Dataset, keyword: str, frame: int) -> pydicom.Dataset | None:

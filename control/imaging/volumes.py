@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
 from scipy import ndimage
 
 from control.dicom.nifti import CHANNELS
@@ -380,7 +381,7 @@ def _slice_pixels(
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise _not_volume(index, "colour images are not MR volumes")
     try:
-        pixels = ds.pixel_array
+        pixels = pixel_array(ds)
     except Exception as exc:  # missing pixel data or an undecodable transfer syntax
         raise _not_volume(index, f"pixel data unreadable: {exc}") from exc
     if pixels.shape != (geometry.rows, geometry.columns):

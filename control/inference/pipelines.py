@@ -196,12 +196,17 @@ async def _volume_from_series(route: Route, store: ObjectStore) -> dict[str, Vol
     volumes = {}
     for channel in BRATS_CHANNELS:
         series = route.channels[channel]
-        datasets = []
-        for instance in series.instances:
-            payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
-            datasets.append(pydicom.dcmread(io.BytesIO(payload)))
-        volumes[channel] = await anyio.to_thread.run_sync(series_volume, datasets)
+        payloads = [
+            await store.get(instance.object_key, expected_sha256=instance.sha256)
+            for instance in series.instances
+        ]
+        volumes[channel] = await anyio.to_thread.run_sync(_series_volume_of_files, payloads)
     return volumes
+
+
+def _series_volume_of_files(payloads: list[bytes]) -> Volume:
+    """:func:`series_volume` of DICOM files (parsed here, in the worker thread)."""
+    return series_volume([pydicom.dcmread(io.BytesIO(payload)) for payload in payloads])
 
 
 async def brats_volume(
