@@ -38,6 +38,7 @@ __all__ = [
     "brats_input",
     "nifti_bytes",
     "nifti_channels",
+    "nifti_image",
     "resample_to",
     "series_volume",
 ]
@@ -152,9 +153,8 @@ def nifti_channels(payload: bytes) -> tuple[npt.NDArray[np.float32], npt.NDArray
         raw = gzip.decompress(payload) if payload.startswith(_GZIP_MAGIC) else payload
     except (OSError, EOFError, zlib.error) as exc:
         raise _corrupt_nifti(f"damaged gzip stream: {exc}") from exc
-    image_class = _nifti_class(raw)
     try:
-        image = image_class.from_bytes(raw)
+        image = nifti_image(raw)
         affine = image.affine
     except Exception as exc:  # nibabel reports damage with many exception types
         raise _corrupt_nifti(str(exc)) from exc
@@ -173,6 +173,14 @@ def nifti_channels(payload: bytes) -> tuple[npt.NDArray[np.float32], npt.NDArray
         raise _corrupt_nifti(f"voxel data unreadable: {exc}") from exc
     data = np.ascontiguousarray(np.moveaxis(voxels, -1, 0))
     return data, np.array(affine, dtype=np.float64)
+
+
+def nifti_image(payload: bytes) -> nibabel.Nifti1Image:
+    """The NIfTI-1 or NIfTI-2 image in ``payload`` (gzip-compressed or not); raises what
+    gzip or nibabel raise for damaged bytes."""
+    raw = gzip.decompress(payload) if payload.startswith(_GZIP_MAGIC) else payload
+    image: nibabel.Nifti1Image = _nifti_class(raw).from_bytes(raw)
+    return image
 
 
 def nifti_bytes(

@@ -7,7 +7,6 @@ the current one, and two concurrent decisions on one finding cannot both be stor
 
 from __future__ import annotations
 
-import gzip
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio.to_thread
-import nibabel as nib
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +35,7 @@ from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version, require_open
 from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
-from control.imaging.volumes import nifti_bytes
+from control.imaging.volumes import nifti_bytes, nifti_image
 from control.inference.pipelines import REGIONS
 from control.inference.queue import NO_MODEL_FLAG, unfinished_job
 from control.storage import ObjectStore
@@ -247,11 +245,10 @@ def _mask_volumes(
 ) -> tuple[bytes, dict[str, float]]:
     """Validate an uploaded label map against the grid of the AI segmentation ``reference``
     (its stored gzip NIfTI); canonical bytes and region volumes."""
-    ai_image = nib.Nifti1Image.from_bytes(gzip.decompress(reference))
+    ai_image = nifti_image(reference)
     reference_shape, affine = tuple(ai_image.shape), ai_image.affine
     try:
-        raw = gzip.decompress(payload) if payload[:2] == b"\x1f\x8b" else payload
-        image = nib.Nifti1Image.from_bytes(raw)
+        image = nifti_image(payload)
         data = np.asarray(image.dataobj)
     except Exception as exc:
         raise InvalidInputError(

@@ -10,27 +10,24 @@ served from memory. Volumes come back reoriented to the closest RAS+ axes, the v
 
 from __future__ import annotations
 
-import gzip
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
-import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from nibabel.orientations import apply_orientation, io_orientation
 
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.render import Window, volume_window
-from control.imaging.volumes import BRATS_CHANNELS, nifti_channels
+from control.imaging.volumes import BRATS_CHANNELS, nifti_channels, nifti_image
 from control.storage import ObjectStore
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-_GZIP_MAGIC = b"\x1f\x8b"
 VOLUME_ENTRIES = 2
 LABEL_MAP_ENTRIES = 4
 
@@ -149,8 +146,7 @@ def _decode_volume(payload: bytes) -> DisplayVolume:
 
 def _decode_label_map(payload: bytes) -> npt.NDArray[Any]:
     try:
-        raw = gzip.decompress(payload) if payload.startswith(_GZIP_MAGIC) else payload
-        image = nib.Nifti1Image.from_bytes(raw)
+        image = nifti_image(payload)
         labels = np.asarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=np.float64)
     except Exception as exc:  # gzip and nibabel report damage with many exception types
