@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control.db.models import FindingKind, Role
+from control.db.models import Case, Finding, FindingKind, Instance, Role
 from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import get_case
@@ -39,9 +39,42 @@ WindowWidth = Annotated[
 Alpha = Annotated[float, Parameter(description="overlay opacity, 0 to 1")]
 
 
-async def _cached(request: AuthRequest, key: str, produce: Producer) -> bytes:
+async def _cached_response(
+    request: AuthRequest,
+    case: Case,
+    params: dict[str, object],
+    produce: Producer,
+    media_type: str = PNG,
+) -> Response[bytes]:
+    """The response for this request and case version, from the cache or ``produce``."""
     state = request.app.state
-    return await cached(state.cache, key, state.settings.cache_ttl_s, produce)
+    key = cache_key(case, request.url.path, params)
+    content = await cached(state.cache, key, state.settings.cache_ttl_s, produce)
+    return Response(content=content, media_type=media_type)
+
+
+async def _dicom_instance(
+    session: AsyncSession, request: AuthRequest, case_id: uuid.UUID, instance_id: uuid.UUID
+) -> tuple[Case, Instance]:
+    """The case the caller may see and its DICOM image ``instance_id``."""
+    case = await get_case(session, case_id, request.user)
+    instance = service.get_instance(case, instance_id)
+    service.require_dicom_image(instance)
+    return case, instance
+
+
+async def _finding_of_kind(
+    session: AsyncSession,
+    request: AuthRequest,
+    case_id: uuid.UUID,
+    finding_id: uuid.UUID,
+    kind: FindingKind,
+) -> tuple[Case, Finding]:
+    """The case the caller may see and its finding ``finding_id``, which must be a ``kind``."""
+    case = await get_case(session, case_id, request.user)
+    finding = await get_finding(session, case, finding_id)
+    service.require_kind(finding, kind)
+    return case, finding
 
 
 class ViewerController(Controller):
@@ -69,18 +102,15 @@ class ViewerController(Controller):
         Without a window the image's own Window Center/Width is used, else one spanning its
         values. NIfTI volumes answer 400 ``not_a_dicom_image``: use the slice endpoint.
         """
-        case = await get_case(db_session, case_id, request.user)
-        instance = service.get_instance(case, instance_id)
-        service.require_dicom_image(instance)
+        case, instance = await _dicom_instance(db_session, request, case_id, instance_id)
         window = service.requested_window(window_center, window_width)
-        key = cache_key(
-            case,
-            request.url.path,
-            {"window_center": window_center, "window_width": window_width},
-        )
         store = request.app.state.store
-        png = await _cached(request, key, lambda: service.frame_png(store, instance, frame, window))
-        return Response(content=png, media_type=PNG)
+        return await _cached_response(
+            request,
+            case,
+            {"window_center": window_center, "window_width": window_width},
+            lambda: service.frame_png(store, instance, frame, window),
+        )
 
     @get(
         "/{case_id:uuid}/instances/{instance_id:uuid}/metadata",
@@ -98,16 +128,11 @@ class ViewerController(Controller):
 
         Pixel data and other binary elements over 1 KiB are left out.
         """
-        case = await get_case(db_session, case_id, request.user)
-        instance = service.get_instance(case, instance_id)
-        service.require_dicom_image(instance)
+        case, instance = await _dicom_instance(db_session, request, case_id, instance_id)
         store = request.app.state.store
-        header = await _cached(
-            request,
-            cache_key(case, request.url.path, {}),
-            lambda: service.header_json(store, instance),
+        return await _cached_response(
+            request, case, {}, lambda: service.header_json(store, instance), DICOM_JSON
         )
-        return Response(content=header, media_type=DICOM_JSON)
 
     @get(
         "/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}",
@@ -130,22 +155,19 @@ class ViewerController(Controller):
         400 ``not_a_classification`` for other findings; 404 ``cam_not_found`` when the
         model gave no heat map for ``label``.
         """
-        case = await get_case(db_session, case_id, request.user)
-        finding = await get_finding(db_session, case, finding_id)
-        service.require_kind(finding, FindingKind.CLASSIFICATION)
+        case, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.CLASSIFICATION
+        )
         cam = service.cam_ref(finding, label)
         window = service.requested_window(window_center, window_width)
         instance = service.finding_instance(case, finding)
-        key = cache_key(
-            case,
-            request.url.path,
-            {"alpha": alpha, "window_center": window_center, "window_width": window_width},
-        )
         store = request.app.state.store
-        png = await _cached(
-            request, key, lambda: service.cam_overlay_png(store, instance, cam, alpha, window)
+        return await _cached_response(
+            request,
+            case,
+            {"alpha": alpha, "window_center": window_center, "window_width": window_width},
+            lambda: service.cam_overlay_png(store, instance, cam, alpha, window),
         )
-        return Response(content=png, media_type=PNG)
 
     @get(
         "/{case_id:uuid}/findings/{finding_id:uuid}/slices/{plane:str}/{index:int}",
@@ -177,9 +199,9 @@ class ViewerController(Controller):
         default window is used. 400 ``not_a_segmentation``, ``invalid_channel``,
         ``invalid_mask_choice``, ``invalid_plane``, ``slice_out_of_range``.
         """
-        case = await get_case(db_session, case_id, request.user)
-        finding = await get_finding(db_session, case, finding_id)
-        service.require_kind(finding, FindingKind.SEGMENTATION)
+        case, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
+        )
         view = (require_plane(plane), index, service.require_channel(channel))
         labels = service.label_map_source(finding, mask)
         window = service.requested_window(window_center, window_width)
@@ -192,14 +214,14 @@ class ViewerController(Controller):
             "window_width": window_width,
         }
         store = request.app.state.store
-        png = await _cached(
+        return await _cached_response(
             request,
-            cache_key(case, request.url.path, params),
+            case,
+            params,
             lambda: service.segmentation_slice_png(
                 store, finding, view, window, labels if overlay else None, alpha
             ),
         )
-        return Response(content=png, media_type=PNG)
 
     @get(
         "/{case_id:uuid}/findings/{finding_id:uuid}/volume",
@@ -214,7 +236,7 @@ class ViewerController(Controller):
     ) -> SegmentationVolume:
         """The grid of a segmentation finding's volume: shape, spacing, slices per plane,
         channels and the AI's region volumes in millilitres (400 ``not_a_segmentation``)."""
-        case = await get_case(db_session, case_id, request.user)
-        finding = await get_finding(db_session, case, finding_id)
-        service.require_kind(finding, FindingKind.SEGMENTATION)
+        _, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
+        )
         return await service.segmentation_volume(request.app.state.store, finding)
