@@ -178,13 +178,33 @@ class _SharedMemoryPool:
     async def _drop(self, client: grpcaio.InferenceServerClient | None, region: _Region) -> None:
         self.registered.pop(region.name, None)
         if client is not None:
+            await self._unregister(client, region.name)
+        shm.destroy_shared_memory_region(region.handle)
+
+    async def _unregister(self, client: grpcaio.InferenceServerClient, name: str) -> None:
+        """Unregister ``name`` from Triton, waiting while the server still holds it.
+
+        Triton keeps a reference to a region until it has released the last response that
+        used it, which can be a moment after the client has that response; an unregister in
+        that window is refused as "currently in use" and is retried until the timeout.
+        """
+        deadline = time.monotonic() + self.unregister_timeout_s
+        pause = 0.005
+        while True:
+            remaining = deadline - time.monotonic()
             try:
                 await client.unregister_system_shared_memory(
-                    region.name, client_timeout=self.unregister_timeout_s
+                    name, client_timeout=max(remaining, 0.001)
                 )
-            except InferenceServerException as exc:  # Triton gone: nothing left to release
-                logger.warning("could not unregister %s: %s", region.name, exc)
-        shm.destroy_shared_memory_region(region.handle)
+                return
+            except InferenceServerException as exc:
+                in_use = "currently in use" in (exc.message() or "")
+                if not in_use or time.monotonic() + pause >= deadline:
+                    # Triton gone, or still holding the region: the server drops it on exit.
+                    logger.warning("could not unregister %s: %s", name, exc)
+                    return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def clear(self, client: grpcaio.InferenceServerClient | None) -> None:
         """Unregister (when ``client`` is given) and destroy every region."""

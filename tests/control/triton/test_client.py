@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as grpcaio
+import tritonclient.utils.shared_memory as shm
 
 from control.triton.client import (
     InferenceBadInputError,
@@ -15,6 +17,7 @@ from control.triton.client import (
     InferenceTimeoutError,
     InferenceUnavailableError,
     TritonClient,
+    _SharedMemoryPool,
     is_local_url,
 )
 from control.triton.server import TritonServer, find_free_port
@@ -79,6 +82,33 @@ async def test_dtypes_round_trip(server: TritonServer, shared_memory: bool) -> N
     for name, value in inputs.items():
         np.testing.assert_array_equal(result[f"{name}_OUT"], value)
         assert result[f"{name}_OUT"].dtype == value.dtype
+
+
+async def test_a_region_still_held_by_triton_is_unregistered_once_released(
+    server: TritonServer,
+) -> None:
+    # Triton refuses to unregister a region that an in-flight request still references
+    # ("currently in use"); the pool waits for the release instead of leaving it registered.
+    client = grpcaio.InferenceServerClient(server.url_grpc)
+    pool = _SharedMemoryPool("medvision_test_held")
+    x = np.ones(1000, dtype=np.float32)
+    try:
+        region = await pool.acquire(client, x.nbytes)
+        shm.set_shared_memory_region(region.handle, [x])
+        infer_input = grpcaio.InferInput("X", [x.size], "FP32")
+        infer_input.set_shared_memory(region.name, x.nbytes)
+        request = asyncio.create_task(client.infer("sleepy", [infer_input]))
+        await asyncio.sleep(0.5)  # the sleepy model holds the request for 1.5 s
+        started = time.monotonic()
+        await pool.clear(client)
+        waited = time.monotonic() - started
+        result = await request
+        status = await client.get_system_shared_memory_status(as_json=True)
+    finally:
+        await client.close()
+    assert 0.3 < waited < 5.0
+    assert not [name for name in status.get("regions", {}) if name.startswith("medvision_test")]
+    assert result.get_response().model_name == "sleepy"  # the request itself was unharmed
 
 
 async def test_shared_memory_used_on_loopback_and_matches_inline(server: TritonServer) -> None:
