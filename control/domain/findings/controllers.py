@@ -13,6 +13,7 @@ from litestar.params import Body
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import DecisionAction, Role
+from control.dicom.reader import UploadLimits
 from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.schemas import CaseOut
@@ -115,7 +116,12 @@ class FindingController(Controller):
         if not payload:
             raise InvalidInputError("the mask file is empty", code="invalid_mask")
         mask = await service.store_mask(
-            state.store, case, finding, request.user, payload, data.file.filename or "mask"
+            state.store,
+            case,
+            finding,
+            request.user,
+            (payload, data.file.filename or "mask"),
+            UploadLimits.from_settings(state.settings),
         )
         try:
             decision = await service.decide(

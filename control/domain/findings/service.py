@@ -30,11 +30,20 @@ from control.db.models import (
     FindingKind,
     Role,
 )
+from control.dicom.nifti import read_nifti
+from control.dicom.reader import UploadLimits
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version, require_open
-from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from control.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnsupportedMediaError,
+)
 from control.imaging.volumes import nifti_bytes, nifti_image
 from control.inference.pipelines import REGIONS
 from control.inference.queue import NO_MODEL_FLAG, unfinished_job
@@ -241,18 +250,29 @@ async def _concurrent_change_conflicts(session: AsyncSession) -> AsyncIterator[N
 
 
 def _mask_volumes(
-    payload: bytes, reference: bytes, filename: str
+    payload: bytes, reference: bytes, filename: str, limits: UploadLimits
 ) -> tuple[bytes, dict[str, float]]:
     """Validate an uploaded label map against the grid of the AI segmentation ``reference``
-    (its stored gzip NIfTI); canonical bytes and region volumes."""
+    (its stored gzip NIfTI); canonical bytes and region volumes.
+
+    The upload is decompressed no further than its header's declared size allows (a
+    ``volume_too_large`` 413 above ``limits``), so a gzip bomb is refused, not inflated.
+    """
     ai_image = nifti_image(reference)
     reference_shape, affine = tuple(ai_image.shape), ai_image.affine
     try:
-        image = nifti_image(payload)
-        data = np.asarray(image.dataobj)
-    except Exception as exc:
+        data = np.asarray(read_nifti(payload, filename, limits).dataobj)
+    except (InvalidInputError, UnsupportedMediaError) as exc:
         raise InvalidInputError(
-            f"{filename}: not a readable NIfTI-1 label map ({exc})", code="invalid_mask"
+            f"not a readable NIfTI label map: {exc.message}",
+            code="invalid_mask",
+            detail={"reason": exc.code},
+        ) from None
+    except PayloadTooLargeError:
+        raise
+    except Exception as exc:  # nibabel reports unreadable voxel data with many types
+        raise InvalidInputError(
+            f"{filename}: not a readable NIfTI label map ({exc})", code="invalid_mask"
         ) from None
     if data.shape != reference_shape:
         raise InvalidInputError(
@@ -280,7 +300,12 @@ def _mask_volumes(
 
 
 async def store_mask(
-    store: ObjectStore, case: Case, finding: Finding, user: AuthUser, payload: bytes, filename: str
+    store: ObjectStore,
+    case: Case,
+    finding: Finding,
+    user: AuthUser,
+    upload: tuple[bytes, str],
+    limits: UploadLimits,
 ) -> EditedMask:
     """Validate an uploaded replacement mask and store it under a new key.
 
@@ -290,7 +315,10 @@ async def store_mask(
     if finding.kind != FindingKind.SEGMENTATION:
         raise InvalidInputError("only segmentations take a mask", code="not_a_segmentation")
     reference = await store.get(finding.artifacts["segmentation"])
-    canonical, volumes = await anyio.to_thread.run_sync(_mask_volumes, payload, reference, filename)
+    payload, filename = upload
+    canonical, volumes = await anyio.to_thread.run_sync(
+        _mask_volumes, payload, reference, filename, limits
+    )
     key = f"derived/cases/{case.id}/masks/{uuid.uuid4()}.nii.gz"
     stored = await store.put(key, canonical, content_type="application/gzip")
     return EditedMask(key=key, sha256=stored.sha256, volumes_ml=volumes)

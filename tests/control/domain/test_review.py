@@ -531,6 +531,23 @@ async def test_mask_edits_are_validated_and_leave_nothing_behind_when_refused(
         400,
         "invalid_mask",
     )
+    # A gzip bomb: the header declares the segmentation's grid, the stream inflates to 64 MB.
+    raw = nib.Nifti1Image(good, np.diag([*SEG_ZOOMS, 1.0])).to_bytes()
+    bomb = gzip.compress(raw + bytes(64 * 1024 * 1024), compresslevel=9, mtime=0)
+    assert len(bomb) < 200_000
+    body = _error(await _upload_mask(client, rad1, case_id, finding_id, bomb), 400, "invalid_mask")
+    assert body["detail"] == {"reason": "corrupt_nifti"}
+    huge = nib.Nifti1Header()
+    huge.set_data_dtype(np.uint8)
+    huge.set_data_shape((4096, 4096, 4096))  # the header alone: 64 GiB declared
+    huge["vox_offset"] = 352
+    _error(
+        await _upload_mask(
+            client, rad1, case_id, finding_id, gzip.compress(huge.binaryblock + bytes(4096))
+        ),
+        413,
+        "volume_too_large",
+    )
     response = await client.post(
         f"/api/cases/{case_id}/findings/{finding_id}/mask",
         files={"file": ("mask.nii.gz", label_map_nifti(good), "application/gzip")},
