@@ -124,6 +124,8 @@ class SharedMemoryStats:
     """What the client did with system shared memory so far."""
 
     regions_registered: int = 0
+    #: regions taken out of use because their request failed or timed out
+    regions_retired: int = 0
     requests: int = 0
     fallbacks: int = 0
 
@@ -145,6 +147,7 @@ class _SharedMemoryPool:
         self.unregister_timeout_s = unregister_timeout_s
         self.idle: list[_Region] = []
         self.registered: dict[str, _Region] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         self._names = itertools.count()
 
     async def acquire(self, client: grpcaio.InferenceServerClient, nbytes: int) -> _Region:
@@ -167,6 +170,7 @@ class _SharedMemoryPool:
         return region
 
     async def release(self, client: grpcaio.InferenceServerClient, region: _Region) -> None:
+        """Return ``region`` after a request that got its answer, for the next one to reuse."""
         if region.name not in self.registered:
             return
         self.idle.append(region)
@@ -174,6 +178,19 @@ class _SharedMemoryPool:
             smallest = min(self.idle, key=lambda r: r.byte_size)
             self.idle.remove(smallest)
             await self._drop(client, smallest)
+
+    def retire(self, client: grpcaio.InferenceServerClient, region: _Region) -> None:
+        """Take ``region`` out of use after a request that failed or timed out.
+
+        Triton may still be running that request and write its outputs into the region
+        later, so it is never handed to another request: it is unregistered (once Triton
+        lets go of it) and destroyed in the background; :meth:`clear` waits for that.
+        """
+        if region.name not in self.registered:
+            return
+        task = asyncio.get_running_loop().create_task(self._drop(client, region))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _drop(self, client: grpcaio.InferenceServerClient | None, region: _Region) -> None:
         self.registered.pop(region.name, None)
@@ -209,6 +226,8 @@ class _SharedMemoryPool:
     async def clear(self, client: grpcaio.InferenceServerClient | None) -> None:
         """Unregister (when ``client`` is given) and destroy every region."""
         self.idle.clear()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         for region in list(self.registered.values()):
             await self._drop(client, region)
 
@@ -241,9 +260,7 @@ class TritonClient:
         )
         self.shared_memory_stats = SharedMemoryStats()
         self._client: grpcaio.InferenceServerClient | None = None
-        self._pool = _SharedMemoryPool(
-            f"medvision_{os.getpid()}_{id(self):x}", unregister_timeout_s=min(timeout_s, 10.0)
-        )
+        self._pool = _SharedMemoryPool(f"medvision_{os.getpid()}_{id(self):x}")
 
     def _grpc(self) -> grpcaio.InferenceServerClient:
         if self._client is None:
@@ -310,9 +327,10 @@ class TritonClient:
         deadline_s = self.timeout_s if timeout_s is None else timeout_s
         out_sizes = {k: v for k, v in (output_bytes or {}).items() if k in outputs and v > 0}
         region = await self._shared_region(arrays, out_sizes) if self.shared_memory else None
+        answered = False
         try:
             try:
-                return await self._infer_once(
+                answer = await self._infer_once(
                     model, arrays, dtypes, outputs, region, deadline_s, out_sizes
                 )
             except InferenceError as exc:
@@ -323,10 +341,17 @@ class TritonClient:
                 self.shared_memory_stats.fallbacks += 1
                 await self._pool.clear(None)
                 region = None
-                return await self._infer_once(model, arrays, dtypes, outputs, None, deadline_s, {})
+                answer = await self._infer_once(
+                    model, arrays, dtypes, outputs, None, deadline_s, {}
+                )
+            answered = True
+            return answer
         finally:
-            if region is not None:
+            if region is not None and answered:
                 await self._pool.release(self._grpc(), region)
+            elif region is not None:  # Triton may still write into it: never reuse it
+                self._pool.retire(self._grpc(), region)
+                self.shared_memory_stats.regions_retired += 1
 
     async def _infer_once(
         self,

@@ -111,6 +111,30 @@ async def test_a_region_still_held_by_triton_is_unregistered_once_released(
     assert result.get_response().model_name == "sleepy"  # the request itself was unharmed
 
 
+async def test_the_region_of_a_timed_out_request_is_never_reused(server: TritonServer) -> None:
+    # Triton goes on running a request whose client gave up and writes its outputs into the
+    # request's region later: handing that region to the next request could mix two answers.
+    x = np.linspace(0, 1, 5000, dtype=np.float32)
+    probe = grpcaio.InferenceServerClient(server.url_grpc)
+    try:
+        async with TritonClient(server.url_grpc, timeout_s=0.3) as client:
+            started = time.monotonic()
+            with pytest.raises(InferenceTimeoutError):
+                await client.infer("sleepy", {"X": x}, ["Y"], output_bytes={"Y": x.nbytes})
+            result = await client.infer(
+                "double", {"X": x}, ["Y"], output_bytes={"Y": x.nbytes}, timeout_s=10
+            )
+            assert client.shared_memory_stats.regions_retired == 1
+            assert client.shared_memory_stats.requests == 1
+        closed_after = time.monotonic() - started
+        status = await probe.get_system_shared_memory_status(as_json=True)
+    finally:
+        await probe.close()
+    np.testing.assert_array_equal(result["Y"], x * 2)
+    assert closed_after > 1.0  # close waited for Triton to let go of the retired region
+    assert not [name for name in status.get("regions", {}) if name.startswith("medvision_")]
+
+
 async def test_shared_memory_used_on_loopback_and_matches_inline(server: TritonServer) -> None:
     x = np.linspace(-1, 1, 100_000, dtype=np.float32)
     probe = grpcaio.InferenceServerClient(server.url_grpc)
