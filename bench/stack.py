@@ -186,11 +186,11 @@ class Stack:
 
     def start(self) -> None:
         """Repository, Triton, admin account, ``serve`` (ready), extra workers, a token."""
-        from control.triton.server import TritonServer, find_free_port
+        from control.triton.server import TritonServer, find_free_port, free_triton_ports
 
         self.data_dir = self.scratch / "var"
         self.repository, self.repository_note = choose_repository(self.repository_arg, self.scratch)
-        ports = {k: find_free_port() for k in ("http_port", "grpc_port", "metrics_port")}
+        ports = free_triton_ports()
         print("starting Triton ...", flush=True)
         self._triton = TritonServer(
             self.repository,

@@ -500,7 +500,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
-    from control.triton.server import TritonServer, find_free_port
+    from control.triton.server import TritonServer, free_triton_ports
     from export.triton_config import update_config_parameters
 
     started = time.perf_counter()
@@ -526,7 +526,7 @@ def main() -> None:
         pipeline = in_process_pipeline(repository, session)
         stages = stage_times(repository, session, pixels, max(5, args.reps // 3))
 
-        ports = {k: find_free_port() for k in ("http_port", "grpc_port", "metrics_port")}
+        ports = free_triton_ports()
         print("starting Triton ...", flush=True)
         with TritonServer(repository, **ports, cache_dir=scratch / "triton") as server:
             url = server.url_grpc

@@ -2,7 +2,7 @@
 
 Torch and MONAI are imported inside the commands, so ``medvision --help`` stays light.
 The same ``train`` command runs on one CPU, one GPU, or many GPUs under torchrun:
-``torchrun --nproc-per-node 4 -m control.cli.main train cxr --data DIR``.
+``torchrun --standalone --nproc-per-node 4 -m control.cli.main train cxr --data DIR``.
 """
 
 from __future__ import annotations

@@ -160,10 +160,25 @@ def server_environment(
 
 def find_free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing listens on at the moment of the call."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return find_free_ports(1, host)[0]
+
+
+def find_free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that nothing listens on at the moment of the
+    call (separate calls to :func:`find_free_port` may return the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def free_triton_ports(host: str = "127.0.0.1") -> dict[str, int]:
+    """Distinct free ports for a server: ``http_port``, ``grpc_port`` and ``metrics_port``."""
+    http, grpc, metrics = find_free_ports(3, host)
+    return {"http_port": http, "grpc_port": grpc, "metrics_port": metrics}
 
 
 def _port_in_use(host: str, port: int) -> bool:

@@ -38,6 +38,7 @@ from control.inference.worker import run_worker
 from control.triton.server import (
     TritonServer,
     find_free_port,
+    free_triton_ports,
 )
 from tests.conftest import SECRET
 from tests.control.triton import skip_without_triton
@@ -56,11 +57,7 @@ class ManagedTriton:
 
     def __init__(self, repository: Path) -> None:
         self.repository = repository
-        self.ports = {
-            "http_port": find_free_port(),
-            "grpc_port": find_free_port(),
-            "metrics_port": find_free_port(),
-        }
+        self.ports = free_triton_ports()
         self.server: TritonServer | None = None
 
     @property

@@ -21,8 +21,8 @@ from control.triton.client import TritonClient
 from control.triton.server import (
     TritonServer,
     TritonStartError,
-    find_free_port,
     find_triton_install,
+    free_triton_ports,
 )
 from tests.model_repository.helpers import REPOSITORY, load_model_module
 from training.tasks.cxr import load_model
@@ -71,10 +71,7 @@ def served(tmp_path_factory):
             "export", kind, "--checkpoint", str(root / f"{kind}-run" / "best.pt"),
             "--repository", str(repository), "--format", "python-onnx",
         )  # fmt: skip
-    ports = {name: find_free_port() for name in ("http", "grpc", "metrics")}
-    server = TritonServer(
-        repository, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"]
-    )
+    server = TritonServer(repository, **free_triton_ports())
     with server:
         yield root, server
     monkeypatch.undo()

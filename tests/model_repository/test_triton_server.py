@@ -23,7 +23,7 @@ from tritonclient.grpc import InferenceServerClient, InferInput, InferRequestedO
 from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
-from control.triton.server import TritonServer, find_free_port
+from control.triton.server import TritonServer, free_triton_ports
 from tests.fixtures.triton_repo import MAX_BATCH, copy_repository
 from tests.fixtures.triton_repo import network_model as _network_model
 from tests.fixtures.triton_repo import set_parameters as _set_parameters
@@ -85,11 +85,7 @@ def client(
     config = text_format.Parse((oversized / "config.pbtxt").read_text(), pb.ModelConfig())
     config.name = oversized.name
     (oversized / "config.pbtxt").write_text(text_format.MessageToString(config))
-    ports = {
-        "http_port": find_free_port(),
-        "grpc_port": find_free_port(),
-        "metrics_port": find_free_port(),
-    }
+    ports = free_triton_ports()
     with (
         TritonServer(repository, **ports) as server,
         InferenceServerClient(server.url_grpc) as triton,

@@ -79,7 +79,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
 def test_same_command_runs_under_torchrun_with_two_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "tests.training.toy_task", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip

@@ -44,14 +44,22 @@ _NESTED_LEVELS = 6
 ObjectDump = Callable[[], dict[str, bytes]]
 
 
+#: Hashes and UUIDs (random hex) are blanked before a search: many markers are 8-digit
+#: dates, which a random hex string contains now and then by chance.
+_RANDOM_HEX = re.compile(
+    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,}", re.IGNORECASE
+)
+
+
 def find_markers(blob: bytes) -> set[bytes]:
     """Every PHI marker found in ``blob``, case-insensitively."""
+    blob = _RANDOM_HEX.sub(b"-", blob)
     return {match.group(0) for match in _MARKER_PATTERN.finditer(blob)}
 
 
 def find_markers_in_text(value: str) -> set[str]:
     """Every PHI marker found in the text ``value``, case-insensitively."""
-    lowered = value.lower()
+    lowered = _RANDOM_HEX.sub(b"-", value.encode("latin-1")).decode("latin-1").lower()
     return {m.decode() for m in ALL_MARKERS if m.decode().lower() in lowered}
 
 

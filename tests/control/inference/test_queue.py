@@ -153,14 +153,13 @@ async def test_claim_takes_the_job_and_holds_it_while_the_lease_is_valid(app, cl
 
 
 async def test_an_expired_lease_is_taken_over(app, client, settings):
-    short = settings.model_copy(update={"job_lease_s": 1})
-    _, job_id = await _queued_case(app, short)
-    first = await _claim(app, "w1", short)
+    _, job_id = await _queued_case(app, settings)
+    first = await _claim(app, "w1", settings)
     assert first is not None and first.attempt == 1
-    assert await _claim(app, "w2", short) is None
-    await asyncio.sleep(1.1)
+    assert await _claim(app, "w2", settings) is None
+    await _set_job(app, job_id, lease_expires_at=_past())  # the lease runs out
 
-    second = await _claim(app, "w2", short)
+    second = await _claim(app, "w2", settings)
     assert second is not None
     assert (second.id, second.attempt) == (job_id, 2)
     job = await _job(app, job_id)
@@ -168,8 +167,8 @@ async def test_an_expired_lease_is_taken_over(app, client, settings):
 
     # The first worker lost the job: it can neither renew nor record a failure.
     assert await queue.renew_lease(app.state.session_factory, job_id, "w1", 60) is False
-    assert await _retry_or_fail(app, first, "w1", short) is None
-    assert await _retry_or_fail(app, first, "w1", short, retryable=False) is None
+    assert await _retry_or_fail(app, first, "w1", settings) is None
+    assert await _retry_or_fail(app, first, "w1", settings, retryable=False) is None
     job = await _job(app, job_id)
     assert (job.status, job.attempts, job.lease_owner) == (JobStatus.RUNNING, 2, "w2")
     assert job.error_code is None

@@ -85,7 +85,9 @@ def _s3_backend(server: S3Server) -> Backend:
         bucket,
         region=server.region,
         connect_timeout_s=2,
-        retries=0,
+        # The product default. moto answers 500 to a GET that races an overwrite of the same
+        # key (it closes the old object's buffer under the reader); a retry reads the new one.
+        retries=2,
     )
     return Backend(store, replace)
 

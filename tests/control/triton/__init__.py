@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -83,13 +85,19 @@ instance_group [ { kind: KIND_CPU count: 1 } ]
 """
 
 SLEEPY_MODEL = """
+import os
 import time
 
 import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        self.started = os.path.join(args["model_repository"], "started")
+
     def execute(self, requests):
+        with open(self.started, "a") as marker:  # lets a test wait for execution to begin
+            marker.write("started\\n")
         time.sleep(1.5)
         return [
             pb_utils.InferenceResponse([pb_utils.get_input_tensor_by_name(r, "X")])
@@ -112,6 +120,15 @@ def write_test_repository(repository: Path) -> Path:
     write_model(repository, "echo", ECHO_CONFIG, ECHO_MODEL)
     write_model(repository, "sleepy", SLEEPY_CONFIG, SLEEPY_MODEL)
     return repository
+
+
+async def sleepy_started(repository: Path, executions: int, timeout_s: float = 30) -> None:
+    """Wait until the ``sleepy`` model has begun its ``executions``-th execution."""
+    marker = repository / "sleepy" / "started"
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists() or len(marker.read_text().splitlines()) < executions:
+        assert time.monotonic() < deadline, "sleepy never started executing"
+        await asyncio.sleep(0.01)
 
 
 def skip_without_triton() -> None:

@@ -18,8 +18,8 @@ import pytest
 from control.triton.server import (
     TritonServer,
     TritonStartError,
-    find_free_port,
     find_triton_install,
+    free_triton_ports,
     prepare_backends_dir,
     server_environment,
 )
@@ -37,11 +37,7 @@ class Ports(TypedDict):
 
 
 def ports() -> Ports:
-    return {
-        "http_port": find_free_port(),
-        "grpc_port": find_free_port(),
-        "metrics_port": find_free_port(),
-    }
+    return free_triton_ports()
 
 
 def http_status(url: str) -> int | None:
@@ -79,9 +75,14 @@ def test_server_is_ready_on_loopback(server: TritonServer) -> None:
 
 
 def test_log_is_written_and_forwarded(server: TritonServer, forwarded: list[str]) -> None:
-    log = server.log_path.read_text()
-    assert "Started GRPCInferenceService at 127.0.0.1" in log
-    assert any("successfully loaded 'double'" in line for line in forwarded)
+    def seen() -> tuple[bool, bool]:  # a reader thread writes and forwards the lines
+        written = "Started GRPCInferenceService at 127.0.0.1" in server.log_path.read_text()
+        return written, any("successfully loaded 'double'" in line for line in forwarded)
+
+    deadline = time.monotonic() + 10
+    while seen() != (True, True) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen() == (True, True)
 
 
 def test_stop_terminates_and_is_idempotent(repository: Path) -> None:
@@ -142,9 +143,7 @@ def test_port_in_use_is_refused_before_spawning(repository: Path) -> None:
         taken.listen()
         server = TritonServer(
             repository,
-            http_port=taken.getsockname()[1],
-            grpc_port=find_free_port(),
-            metrics_port=find_free_port(),
+            **{**free_triton_ports(), "http_port": taken.getsockname()[1]},
         )
         with pytest.raises(TritonStartError, match="already in use"):
             server.start()
