@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from training.evaluation import classification
 from training.evaluation.classification import (
     FALLBACK_THRESHOLD,
     auroc_with_ci,
@@ -87,12 +86,22 @@ def test_masked_entries_are_ignored() -> None:
     )
 
 
-def test_bootstrap_is_fast_enough_for_cxr_sized_evaluation() -> None:
+def test_bootstrap_resamples_are_computed_in_chunks_not_one_by_one(monkeypatch) -> None:
+    # A per-resample loop takes minutes for 1000 resamples of 14 labels; chunks take ~1 s.
+    # (Speed itself is a benchmark's business; this checks the structure that gives it.)
+    calls = 0
+    original = classification._weighted_auroc
+
+    def counted(*args):
+        nonlocal calls
+        calls += 1
+        return original(*args)
+
+    monkeypatch.setattr(classification, "_weighted_auroc", counted)
     y, score = _random_problem(2000, len(CXR_LABELS), seed=2)
-    start = time.perf_counter()
     result = auroc_with_ci(y, score, None, CXR_LABELS, n_boot=1000)
-    assert time.perf_counter() - start < 8.0  # ~1 s here; a per-resample loop takes minutes
     assert result["n_labels_evaluated"] == 14
+    assert 14 <= calls <= 14 * 10  # one call per label and chunk of resamples
 
 
 def test_labels_must_match_columns() -> None:
