@@ -80,6 +80,8 @@ class Worker:
             except Exception:
                 logger.exception("worker %s: routing unrouted cases failed", self.worker_id)
             while not stop.is_set():
+                # Cleared before the claim: a wake-up that arrives during it is kept.
+                self._wakeup.clear()
                 try:
                     worked = await self.run_once()
                 except Exception:  # the database went away: keep the worker alive, try again
@@ -87,7 +89,6 @@ class Worker:
                     worked = False
                 if worked:
                     continue
-                self._wakeup.clear()
                 waiters = [
                     asyncio.ensure_future(stop.wait()),
                     asyncio.ensure_future(self._wakeup.wait()),

@@ -60,3 +60,29 @@ async def test_an_idle_worker_takes_a_new_job_long_before_its_next_poll(client, 
         await task
         await engine.dispose()
     assert job.attempts == 1 and job.error_code == "inference_unavailable"
+
+
+async def test_a_wake_up_during_a_claim_is_not_lost(settings, monkeypatch):
+    # Work queued while the worker is claiming (after the claim's snapshot) must still wake
+    # it: clearing the wake-up after the claim would drop it until the next poll (30 s).
+    slow = settings.model_copy(update={"worker_poll_s": 30.0})
+    engine = create_engine(slow)
+    worker = Worker(slow, create_session_factory(engine), build_store(slow))
+    stop = asyncio.Event()
+    claims: list[float] = []
+
+    async def claim_while_work_arrives() -> bool:
+        claims.append(time.monotonic())
+        if len(claims) == 1:
+            worker.notify()  # an upload commits and wakes the worker mid-claim
+        else:
+            stop.set()
+        return False
+
+    monkeypatch.setattr(worker, "run_once", claim_while_work_arrives)
+    monkeypatch.setattr(worker, "route_unrouted", lambda: asyncio.sleep(0))
+    try:
+        await asyncio.wait_for(worker.run(stop), timeout=10)
+    finally:
+        await engine.dispose()
+    assert len(claims) == 2 and claims[1] - claims[0] < 5
