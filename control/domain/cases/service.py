@@ -9,8 +9,9 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defaultload
 
-from control.db.models import PRIORITY_RANK, Case, CaseStatus, Priority, Role, User
+from control.db.models import PRIORITY_RANK, Case, CaseStatus, Priority, Role, Study, User
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
@@ -97,14 +98,23 @@ async def list_cases(
 
 
 async def get_case(
-    session: AsyncSession, case_id: uuid.UUID, user: AuthUser, *, for_claim: bool = False
+    session: AsyncSession,
+    case_id: uuid.UUID,
+    user: AuthUser,
+    *,
+    for_claim: bool = False,
+    with_images: bool = True,
 ) -> Case:
     """The case if it exists and the caller may see it; NotFoundError otherwise.
 
     ``for_claim`` also finds cases another radiologist holds, so that a claim that lost the
-    race answers 409 ``case_already_assigned`` rather than 404.
+    race answers 409 ``case_already_assigned`` rather than 404. Without ``with_images`` the
+    study's series and instances are not loaded (a request about one image of a large study
+    need not read them all) and reading ``case.study.series`` raises.
     """
     query = select(Case).where(Case.id == case_id)
+    if not with_images:
+        query = query.options(defaultload(Case.study).raiseload(Study.series))
     if not for_claim:
         query = visible_to(query, user)
     case = (await session.scalars(query)).unique().one_or_none()

@@ -57,8 +57,8 @@ async def _dicom_instance(
     session: AsyncSession, request: AuthRequest, case_id: uuid.UUID, instance_id: uuid.UUID
 ) -> tuple[Case, Instance]:
     """The case the caller may see and its DICOM image ``instance_id``."""
-    case = await get_case(session, case_id, request.user)
-    instance = service.get_instance(case, instance_id)
+    case = await get_case(session, case_id, request.user, with_images=False)
+    instance = await service.get_instance(session, case, instance_id)
     service.require_dicom_image(instance)
     return case, instance
 
@@ -71,7 +71,7 @@ async def _finding_of_kind(
     kind: FindingKind,
 ) -> tuple[Case, Finding]:
     """The case the caller may see and its finding ``finding_id``, which must be a ``kind``."""
-    case = await get_case(session, case_id, request.user)
+    case = await get_case(session, case_id, request.user, with_images=False)
     finding = await get_finding(session, case, finding_id)
     service.require_kind(finding, kind)
     return case, finding
@@ -160,7 +160,7 @@ class ViewerController(Controller):
         )
         cam = service.cam_ref(finding, label)
         window = service.requested_window(window_center, window_width)
-        instance = service.finding_instance(case, finding)
+        instance = await service.finding_instance(db_session, case, finding)
         store = request.app.state.store
         return await _cached_response(
             request,

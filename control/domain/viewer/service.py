@@ -18,8 +18,10 @@ import numpy.typing as npt
 import pydicom
 from PIL import Image
 from pydicom.dataelem import DataElement
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance
+from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series
 from control.domain.findings.schemas import cam_labels
 from control.domain.findings.service import current_decision
 from control.domain.studies.prepare import NIFTI_SOP_CLASS
@@ -50,23 +52,27 @@ BULK_DATA_THRESHOLD = 1024
 _OMITTED = "medvision:omitted"
 
 
-def get_instance(case: Case, instance_id: uuid.UUID) -> Instance:
-    """The instance ``instance_id`` of the case's study (loaded with the case); NotFoundError
-    otherwise."""
-    for series in case.study.series:
-        for instance in series.instances:
-            if instance.id == instance_id:
-                return instance
-    raise NotFoundError(f"instance {instance_id} not found in this case", code="instance_not_found")
+async def get_instance(session: AsyncSession, case: Case, instance_id: uuid.UUID) -> Instance:
+    """The instance ``instance_id`` of the case's study; NotFoundError otherwise."""
+    instance = await session.scalar(
+        select(Instance)
+        .join(Series, Instance.series_id == Series.id)
+        .where(Instance.id == instance_id, Series.study_id == case.study_id)
+    )
+    if instance is None:
+        raise NotFoundError(
+            f"instance {instance_id} not found in this case", code="instance_not_found"
+        )
+    return instance
 
 
-def finding_instance(case: Case, finding: Finding) -> Instance:
+async def finding_instance(session: AsyncSession, case: Case, finding: Finding) -> Instance:
     """The image a classification finding is about; NotFoundError when it is gone."""
     if finding.instance_id is None:
         raise NotFoundError(
             f"finding {finding.id} has no image (it was removed)", code="instance_not_found"
         )
-    return get_instance(case, finding.instance_id)
+    return await get_instance(session, case, finding.instance_id)
 
 
 def require_dicom_image(instance: Instance) -> None:

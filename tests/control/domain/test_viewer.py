@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from functools import cache
@@ -20,7 +21,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.uid import generate_uid
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from control.app import create_app
 from control.db.models import (
@@ -273,6 +274,27 @@ async def test_frame_is_a_png_of_the_instance_size_windowed_as_asked(app, client
     assert ((narrow == 0) | (narrow == 255)).mean() > 0.5
     assert ((wide > 0) & (wide < 255)).all()
     assert narrow.std() > 3 * wide.std()
+
+
+async def test_a_frame_request_reads_only_its_own_instance_row(app, client, accounts):
+    # Not every instance of the study (an MR study has hundreds) for each frame or slice.
+    admin = accounts["admin1"]
+    case_id = await _upload(client, admin, "ct.dcm", _new_ct())
+    instance = await _instance(app, case_id)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = app.state.session_factory.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = await client.get(_frame_url(case_id, instance.id), headers=admin.headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 200
+    reads = [sql for sql in statements if re.search(r"\bFROM instances\b", sql)]
+    assert reads and all("instances.id =" in sql for sql in reads), reads
 
 
 @pytest.mark.parametrize(
