@@ -105,18 +105,21 @@ def model_config(repository: Path, model: str) -> Any:
 
 def model_parameters(repository: Path, model: str) -> dict[str, str]:
     """The ``parameters`` map of ``repository/model/config.pbtxt``."""
-    config = model_config(repository, model)
-    return {key: value.string_value for key, value in config.parameters.items()}
+    from export.triton_config import config_parameters
+
+    return config_parameters(model_config(repository, model))
 
 
 def describe_cxr(repository: Path) -> str:
     """The served CXR network in a few words (version, input size, instance counts)."""
+    from export.triton_config import config_parameters
+
     configs = {
         model: model_config(repository, model)
         for model in ("cxr_preprocess", "cxr_net", "cxr_postprocess")
     }
-    net = {key: value.string_value for key, value in configs["cxr_net"].parameters.items()}
-    pre = {key: value.string_value for key, value in configs["cxr_preprocess"].parameters.items()}
+    net = config_parameters(configs["cxr_net"])
+    pre = config_parameters(configs["cxr_preprocess"])
     counts = [
         str(sum(group.count or 1 for group in config.instance_group) or 1)
         for config in configs.values()

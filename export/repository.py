@@ -30,7 +30,9 @@ from export.triton_config import (
     NETWORK_MODEL_NAMES,
     ExportFormat,
     ModelKind,
+    config_parameters,
     network_config,
+    parse_config,
     pre_post_parameters,
     update_config_parameters,
 )
@@ -110,12 +112,8 @@ def sync_pre_post_configs(repository: Path, kind: ModelKind) -> list[Path]:
     they are reset (a checkout, a pull) the exported network would be served with the wrong
     input size or thresholds. The network's own config carries everything needed.
     """
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
-    config_path = repository / NETWORK_MODEL_NAMES[kind] / "config.pbtxt"
-    config = text_format.Parse(config_path.read_text(), pb.ModelConfig())
-    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    config = parse_config((repository / NETWORK_MODEL_NAMES[kind] / "config.pbtxt").read_text())
+    parameters = config_parameters(config)
     meta: dict[str, Any] = {"thresholds": [float(t) for t in parameters["thresholds"].split(",")]}
     if kind == "cxr":
         meta |= {

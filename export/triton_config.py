@@ -202,6 +202,11 @@ def parse_config(text: str) -> pb.ModelConfig:
     return config
 
 
+def config_parameters(config: pb.ModelConfig) -> dict[str, str]:
+    """The ``parameters`` map of a parsed ``ModelConfig`` as plain strings."""
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
 def pre_post_parameters(
     kind: ModelKind, meta: Mapping[str, Any], *, sw_batch_size: int
 ) -> dict[str, dict[str, str]]:

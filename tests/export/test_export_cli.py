@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from export.cli import app
 from export.repository import TEMPLATE, ExportError, export_model
-from export.triton_config import parse_config
+from export.triton_config import config_parameters, parse_config
 from training.engine.checkpoint import save_checkpoint
 from training.labels import BRATS_REGIONS, CXR_LABELS
 from training.networks.brats import build_brats_net
@@ -78,8 +78,7 @@ def _invoke(*args: str | Path) -> Any:
 
 
 def _params(config_path: Path) -> dict[str, str]:
-    config = parse_config(config_path.read_text())
-    return {key: value.string_value for key, value in config.parameters.items()}
+    return config_parameters(parse_config(config_path.read_text()))
 
 
 def test_cxr_export_writes_model_and_pre_post_parameters(

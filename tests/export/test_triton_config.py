@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from export.triton_config import (
+    config_parameters,
     network_config,
     parse_config,
     pre_post_parameters,
@@ -38,10 +39,6 @@ CASES = [
 ]
 
 
-def _params(config: pb.ModelConfig) -> dict[str, str]:
-    return {key: value.string_value for key, value in config.parameters.items()}
-
-
 @pytest.mark.parametrize(("kind", "fmt", "gpu"), CASES)
 def test_config_parses_and_carries_parameters(kind: str, fmt: str, gpu: bool) -> None:
     text = network_config(
@@ -56,7 +53,7 @@ def test_config_parses_and_carries_parameters(kind: str, fmt: str, gpu: bool) ->
     (group,) = config.instance_group
     assert group.count == 2
     assert group.kind == (pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU)
-    params = _params(config)
+    params = config_parameters(config)
     assert params["model_version"] == f"{kind}-3 (preset)"
     assert params["training_run_id"] == "abc123"
     assert params["synthetic_data"] == ("true" if METAS[kind]["synthetic_data"] else "false")
@@ -129,7 +126,7 @@ def test_update_parameters_keeps_other_fields(tmp_path: Path) -> None:
     update_config_parameters(path, wanted)
     config = parse_config(path.read_text())
     assert config.name == "brats_segment" and list(config.input[0].dims) == [4, -1, -1, -1]
-    assert _params(config) == {
+    assert config_parameters(config) == {
         "roi": "96",
         "overlap": "0.5",
         "sw_batch_size": "4",
