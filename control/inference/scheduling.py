@@ -22,14 +22,14 @@ async def schedule_case(
     study that fits no pipeline yet (say, an MR study whose FLAIR series has not arrived) is
     marked "no model" with the reason; a later upload that completes it routes it again.
     """
+    if case.status == CaseStatus.SIGNED_OFF:
+        return None  # read-only: new images of a signed-off study change nothing on it
     await session.flush()
     await lock_case(session, case.id)
     await session.refresh(study, attribute_names=["series"])
     for series in study.series:
         await session.refresh(series, attribute_names=["instances"])
     route = route_study(study, RoutingRules.from_settings(settings))
-    if case.status == CaseStatus.SIGNED_OFF:
-        return None  # read-only: new images of a signed-off study change nothing on it
     if route.pipeline is None:
         mark_no_model(case, route.reason)
         return None
