@@ -24,8 +24,14 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def apply_modality_lut(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """Stored values to modality values (e.g. HU): ``pixels * slope + intercept`` as float32."""
-    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    """Stored values to modality values (e.g. HU): ``pixels * slope + intercept`` as a new
+    float32 array (``pixels`` is left as it is)."""
+    values = pixels.astype(np.float32)  # one full-size array, scaled in place
+    if slope != 1:
+        values *= np.float32(slope)
+    if intercept != 0:
+        values += np.float32(intercept)
+    return values
 
 
 def invert_monochrome1(pixels: np.ndarray, bits_stored: int) -> np.ndarray:
