@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from control.dicom.reader import UploadLimits
 from control.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
+from training.labels import MRI_CHANNELS
 
 __all__ = [
     "CHANNELS",
@@ -35,7 +36,7 @@ __all__ = [
     "read_nifti",
 ]
 
-CHANNELS: tuple[str, ...] = ("T1", "T1ce", "T2", "FLAIR")
+CHANNELS: tuple[str, ...] = MRI_CHANNELS
 """Channel order of :attr:`ParsedVolume.data` (BraTS 2023: t1n, t1c, t2w, t2f)."""
 
 # File-name tokens (case-insensitive, split on anything but letters and digits) that name a

@@ -4,7 +4,7 @@ Everything here is pure: arrays and datasets in, arrays or bytes out, nothing re
 written to storage. Bad parameters raise :class:`~control.errors.InvalidInputError` with a
 stable ``code`` (``frame_out_of_range``, ``invalid_window``, ``invalid_alpha``,
 ``invalid_plane``, ``slice_out_of_range``, ``shape_mismatch``, ``invalid_image``,
-``invalid_size``, ``unsupported_photometric``, ``pixel_decode_failed``).
+``unsupported_photometric``, ``pixel_decode_failed``).
 
 Conventions: a grey display image is a 2-D ``uint8`` array, a colour one ``(H, W, 3)``
 ``uint8`` RGB. MRI volumes are indexed ``[i, j, k]`` in NIfTI voxel order and assumed to have
