@@ -40,7 +40,6 @@ from control.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    PayloadTooLargeError,
     PermissionDeniedError,
     UnsupportedMediaError,
 )
@@ -258,22 +257,22 @@ def _mask_volumes(
     The upload is decompressed no further than its header's declared size allows (a
     ``volume_too_large`` 413 above ``limits``), so a gzip bomb is refused, not inflated.
     """
-    ai_image = nifti_image(reference)
-    reference_shape, affine = tuple(ai_image.shape), ai_image.affine
     try:
-        data = np.asarray(read_nifti(payload, filename, limits).dataobj)
+        image = read_nifti(payload, filename, limits)  # PayloadTooLargeError passes as is
     except (InvalidInputError, UnsupportedMediaError) as exc:
         raise InvalidInputError(
             f"not a readable NIfTI label map: {exc.message}",
             code="invalid_mask",
             detail={"reason": exc.code},
         ) from None
-    except PayloadTooLargeError:
-        raise
+    try:
+        data = np.asarray(image.dataobj)
     except Exception as exc:  # nibabel reports unreadable voxel data with many types
         raise InvalidInputError(
             f"{filename}: not a readable NIfTI label map ({exc})", code="invalid_mask"
         ) from None
+    ai_image = nifti_image(reference)
+    reference_shape, affine = tuple(ai_image.shape), ai_image.affine
     if data.shape != reference_shape:
         raise InvalidInputError(
             f"{filename}: mask shape {list(data.shape)} differs from the segmentation's "
