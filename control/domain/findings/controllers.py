@@ -54,7 +54,7 @@ class FindingController(Controller):
         self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
     ) -> list[FindingOut]:
         """The case's AI findings with provenance, decisions and the decision in force."""
-        case = await get_case(db_session, case_id, request.user)
+        case = await get_case(db_session, case_id, request.user, with_images=False)
         return [FindingOut.of(f) for f in await service.case_findings(db_session, case.id)]
 
     @get("/history", operation_id="getCaseHistory", guards=[requires(*READERS)])
@@ -62,7 +62,7 @@ class FindingController(Controller):
         self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
     ) -> list[HistoryEntry]:
         """Every audit entry about the case and its study, oldest first."""
-        case = await get_case(db_session, case_id, request.user)
+        case = await get_case(db_session, case_id, request.user, with_images=False)
         return [HistoryEntry.of(e) for e in await service.case_history(db_session, case)]
 
     @post(
@@ -80,7 +80,7 @@ class FindingController(Controller):
     ) -> DecisionOut:
         """Accept, reject or edit (labels) a finding; 403 unless you hold the case, 409 when
         the case is signed off or another decision was recorded first."""
-        case = await get_case(db_session, case_id, request.user, for_claim=True)
+        case = await get_case(db_session, case_id, request.user, for_claim=True, with_images=False)
         finding = await service.get_finding(db_session, case, finding_id)
         decision = await service.decide(
             db_session,
@@ -108,7 +108,7 @@ class FindingController(Controller):
     ) -> DecisionOut:
         """Edit a segmentation by uploading a corrected label map (0 background, 1 necrotic
         core, 2 edema, 3 enhancing tumour) on the AI segmentation's grid, with a reason."""
-        case = await get_case(db_session, case_id, request.user, for_claim=True)
+        case = await get_case(db_session, case_id, request.user, for_claim=True, with_images=False)
         finding = await service.get_finding(db_session, case, finding_id)
         payload = await data.file.read()
         if len(payload) > state.settings.max_file_bytes:
