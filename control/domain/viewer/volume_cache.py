@@ -11,7 +11,7 @@ served from memory. Volumes come back reoriented to the closest RAS+ axes, the v
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -38,6 +38,8 @@ class LruCache(Generic[K, V]):
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._entries: OrderedDict[K, V] = OrderedDict()
+        #: One lock per key being loaded, dropped when nobody waits for it.
+        self._loading: dict[K, anyio.Lock] = {}
 
     def get(self, key: K) -> V | None:
         """The value under ``key`` (now the most recently used), or None."""
@@ -52,6 +54,21 @@ class LruCache(Generic[K, V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The value under ``key``, from ``load`` when missing; concurrent callers for one
+        key wait for a single ``load`` instead of each running their own."""
+        lock = self._loading.setdefault(key, anyio.Lock())
+        try:
+            async with lock:
+                found = self.get(key)
+                if found is None:
+                    found = await load()
+                    self.put(key, found)
+                return found
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._loading.pop(key, None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +93,6 @@ class DisplayVolume:
 
 _volumes: LruCache[tuple[str, str | None], DisplayVolume] = LruCache(VOLUME_ENTRIES)
 _label_maps: LruCache[tuple[str, str | None], npt.NDArray[Any]] = LruCache(LABEL_MAP_ENTRIES)
-#: One lock per object being loaded, dropped when nobody waits for it.
-_loading: dict[tuple[int, str, str | None], anyio.Lock] = {}
 
 
 async def load_volume(store: ObjectStore, key: str, sha256: str | None = None) -> DisplayVolume:
@@ -112,22 +127,13 @@ async def _load(
         raise NotFoundError(
             f"no object stored under {key!r}", code="object_not_found", detail={"key": key}
         )
-    # Requests for the same object (a viewer opening fetches several slices at once) wait
-    # for one read and decode instead of each doing their own.
-    lock_key = (id(lru), key, sha256)
-    lock = _loading.setdefault(lock_key, anyio.Lock())
-    try:
-        async with lock:
-            found = lru.get((key, sha256))
-            if found is not None:
-                return found
-            payload = await store.get(key, expected_sha256=sha256)
-            value = await anyio.to_thread.run_sync(decode, payload)
-            lru.put((key, sha256), value)
-            return value
-    finally:
-        if not lock.locked() and lock.statistics().tasks_waiting == 0:
-            _loading.pop(lock_key, None)
+
+    async def read_and_decode() -> V:
+        payload = await store.get(key, expected_sha256=sha256)
+        return await anyio.to_thread.run_sync(decode, payload)
+
+    # A viewer opening fetches several slices of one object at once: one read and decode.
+    return await lru.get_or_load((key, sha256), read_and_decode)
 
 
 def _decode_volume(payload: bytes) -> DisplayVolume:
