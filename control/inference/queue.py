@@ -28,6 +28,8 @@ from control.errors import ConflictError
 from control.inference.wakeup import announce_job
 
 NO_MODEL_FLAG = "no_model"
+#: A case in review whose follow-up job failed: it stays with its holder, an admin may retry.
+FOLLOW_UP_FAILED_FLAG = "follow_up_failed"
 
 
 def utcnow() -> datetime:
@@ -100,7 +102,7 @@ async def enqueue(
         case.status = CaseStatus.QUEUED
     case.pipeline = pipeline
     case.status_reason = None
-    case.flags = [flag for flag in case.flags if flag != NO_MODEL_FLAG]
+    case.flags = [f for f in case.flags if f not in (NO_MODEL_FLAG, FOLLOW_UP_FAILED_FLAG)]
     await session.flush()
     await announce_job(session, settings)
     await chain.append(
@@ -209,7 +211,13 @@ async def _fail(session: AsyncSession, job: InferenceJob, code: str, reason: str
     job.lease_owner = None
     job.lease_expires_at = None
     case = await session.get(Case, job.case_id)
-    if case is not None and case.status != CaseStatus.SIGNED_OFF:
+    if case is not None and case.status == CaseStatus.IN_REVIEW:
+        # A follow-up job (images stored after the case was inferred) failed: the case stays
+        # with its holder, who sees the reason; the images without a finding stay so.
+        if FOLLOW_UP_FAILED_FLAG not in case.flags:
+            case.flags = [*case.flags, FOLLOW_UP_FAILED_FLAG]
+        case.status_reason = reason
+    elif case is not None and case.status != CaseStatus.SIGNED_OFF:
         case.status = CaseStatus.FAILED
         case.status_reason = reason
     await chain.append(
@@ -260,9 +268,11 @@ async def give_up_or_retry(
 async def retry_case(
     session: AsyncSession, case: Case, settings: Settings, actor: Actor, version: int
 ) -> InferenceJob:
-    """Queue a failed case again (admin); 409 unless the case is ``failed``."""
+    """Queue a failed case (or a case in review whose follow-up job failed) again (admin);
+    409 ``case_not_failed`` otherwise."""
     check_version(case, version)
-    if case.status != CaseStatus.FAILED or not case.pipeline:
+    failed = case.status == CaseStatus.FAILED or FOLLOW_UP_FAILED_FLAG in case.flags
+    if not failed or not case.pipeline:
         raise ConflictError(
             "only a failed case with a pipeline can be retried",
             code="case_not_failed",

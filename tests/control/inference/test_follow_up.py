@@ -172,3 +172,56 @@ async def test_a_case_in_review_stays_with_its_holder_while_new_images_are_infer
     assert response.status_code == 200, response.text
     async with worker.session_factory() as session:
         assert (await session.get(Case, case_id)).status == CaseStatus.SIGNED_OFF
+
+
+async def test_a_failed_follow_up_leaves_the_case_in_review_with_its_holder(
+    client, accounts, worker
+):
+    pacs, rad1, admin, study_uid = (
+        accounts["pacs1"],
+        accounts["rad1"],
+        accounts["admin1"],
+        generate_uid(),
+    )
+    first = await upload(client, pacs, ("pa.dcm", chest_dx(64, seed=1, study_uid=study_uid)))
+    case_id = uuid.UUID(first["case_ids"][0])
+    [pa] = await _instances(worker, case_id)
+    await _run_job(worker, case_id, pa)
+    response = await client.post(f"/api/cases/{case_id}/claim", headers=rad1.headers)
+    assert response.status_code == 200, response.text
+    [pa_finding] = (await _case(client, rad1, case_id))["findings"]
+    response = await client.post(
+        f"/api/cases/{case_id}/findings/{pa_finding['id']}/decisions",
+        json={"action": "accept"},
+        headers=rad1.headers,
+    )
+    assert response.status_code == 201, response.text  # the case is now in review
+    await upload(client, pacs, ("lateral.dcm", chest_dx(64, seed=2, study_uid=study_uid)))
+
+    claimed = await queue.claim(worker.session_factory, worker.worker_id, worker.settings)
+    assert claimed is not None and claimed.case_id == case_id
+    status = await queue.give_up_or_retry(
+        worker.session_factory,
+        claimed,
+        worker.worker_id,
+        code="inference_bad_input",
+        reason="Triton refused the image",
+        retryable=False,
+        settings=worker.settings,
+    )
+    assert status == Job.FAILED
+    case = await _case(client, rad1, case_id)
+    assert case["status"] == "in_review" and case["assignee"]["username"] == "rad1"
+    assert "follow_up_failed" in case["flags"]
+    assert case["status_reason"] == "Triton refused the image"
+
+    # An admin retries it; the case stays in review, and the new finding joins it.
+    response = await client.post(
+        f"/api/cases/{case_id}/retry", json={"version": case["version"]}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    _, lateral = await _instances(worker, case_id)
+    await _run_job(worker, case_id, lateral)
+    case = await _case(client, rad1, case_id)
+    assert case["status"] == "in_review" and len(case["findings"]) == 2
+    assert "follow_up_failed" not in case["flags"] and case["status_reason"] is None
