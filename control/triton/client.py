@@ -49,6 +49,8 @@ _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _SHM_ALIGN = 64
 _SHM_MIN_REGION = 1 << 16
 _BACKOFF_CAP_S = 5.0
+#: How long a region Triton still holds is waited for before it is left registered.
+_UNREGISTER_TIMEOUT_S = 10.0
 
 
 class InferenceError(MedVisionError):
@@ -141,10 +143,9 @@ class _Region:
 class _SharedMemoryPool:
     """Registered system shared memory regions, reused across requests, one request at a time."""
 
-    def __init__(self, prefix: str, max_idle: int = 4, unregister_timeout_s: float = 10.0) -> None:
+    def __init__(self, prefix: str, max_idle: int = 4) -> None:
         self.prefix = prefix
         self.max_idle = max_idle
-        self.unregister_timeout_s = unregister_timeout_s
         self.idle: list[_Region] = []
         self.registered: dict[str, _Region] = {}
         self._retiring: set[asyncio.Task[None]] = set()
@@ -169,7 +170,7 @@ class _SharedMemoryPool:
         self.registered[name] = region
         return region
 
-    async def release(self, client: grpcaio.InferenceServerClient, region: _Region) -> None:
+    def release(self, client: grpcaio.InferenceServerClient, region: _Region) -> None:
         """Return ``region`` after a request that got its answer, for the next one to reuse."""
         if region.name not in self.registered:
             return
@@ -177,14 +178,14 @@ class _SharedMemoryPool:
         if len(self.idle) > self.max_idle:
             smallest = min(self.idle, key=lambda r: r.byte_size)
             self.idle.remove(smallest)
-            await self._drop(client, smallest)
+            self.retire(client, smallest)  # Triton may hold it a moment longer: not inline
 
     def retire(self, client: grpcaio.InferenceServerClient, region: _Region) -> None:
-        """Take ``region`` out of use after a request that failed or timed out.
+        """Take ``region`` out of use: never handed to another request, it is unregistered
+        (once Triton lets go of it) and destroyed in the background; :meth:`clear` waits.
 
-        Triton may still be running that request and write its outputs into the region
-        later, so it is never handed to another request: it is unregistered (once Triton
-        lets go of it) and destroyed in the background; :meth:`clear` waits for that.
+        Used for an evicted idle region and for the region of a request that failed or
+        timed out, which Triton may still be running and writing outputs into.
         """
         if region.name not in self.registered:
             return
@@ -205,7 +206,7 @@ class _SharedMemoryPool:
         used it, which can be a moment after the client has that response; an unregister in
         that window is refused as "currently in use" and is retried until the timeout.
         """
-        deadline = time.monotonic() + self.unregister_timeout_s
+        deadline = time.monotonic() + _UNREGISTER_TIMEOUT_S
         pause = 0.005
         while True:
             remaining = deadline - time.monotonic()
@@ -348,7 +349,7 @@ class TritonClient:
             return answer
         finally:
             if region is not None and answered:
-                await self._pool.release(self._grpc(), region)
+                self._pool.release(self._grpc(), region)
             elif region is not None:  # Triton may still write into it: never reuse it
                 self._pool.retire(self._grpc(), region)
                 self.shared_memory_stats.regions_retired += 1
