@@ -109,16 +109,13 @@ class Worker:
     async def route_unrouted(self) -> int:
         """Route received cases that were never routed (stored before routing existed);
         returns how many were queued. Cases already marked "no model" are not loaded."""
-        never_routed = select(Case.id).where(
+        never_routed = select(Case).where(
             Case.status == CaseStatus.RECEIVED,
             cast(Case.flags, String).not_like(f'%"{queue.NO_MODEL_FLAG}"%'),
         )
         queued = 0
         async with self.session_factory() as session:
-            for case_id in (await session.scalars(never_routed)).all():
-                case = await session.get(Case, case_id)
-                if case is None:
-                    continue
+            for case in (await session.scalars(never_routed)).unique().all():
                 job = await schedule_case(session, case, case.study, self.settings, SYSTEM)
                 queued += job is not None
             await session.commit()
@@ -143,11 +140,15 @@ class Worker:
         try:
             drafts = await self._execute(claimed)
         except Exception as exc:
+            failure: Exception | None = exc
+        else:
+            failure = None
+        finally:  # cancelled too: no lease renewals for a job nobody runs
             await self._stop_heartbeat(done, heartbeat)
-            await self._record_failure(claimed, exc)
-            return True
-        await self._stop_heartbeat(done, heartbeat)
-        await self.complete(claimed, drafts)
+        if failure is not None:
+            await self._record_failure(claimed, failure)
+        else:
+            await self.complete(claimed, drafts)
         return True
 
     @staticmethod
