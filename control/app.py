@@ -33,11 +33,11 @@ from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
 from control.domain.viewer.controllers import ViewerController
+from control.http.context import provide_db_session
+from control.http.errors import EXCEPTION_HANDLERS
+from control.http.logging import RequestIdMiddleware, add_request_id_header, configure_logging
 from control.inference.worker import Worker
 from control.storage import build_store
-from control.web.context import provide_db_session
-from control.web.errors import EXCEPTION_HANDLERS
-from control.web.logging import RequestIdMiddleware, add_request_id_header, configure_logging
 
 
 def _cache_store(settings: Settings) -> Store:

@@ -17,8 +17,8 @@ def worker() -> None:
     import signal
 
     from control.db.migrate import upgrade
+    from control.http.logging import configure_logging
     from control.inference.worker import run_worker
-    from control.web.logging import configure_logging
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_json)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
-from control.web.logging import ensure_request_id
+from control.http.logging import ensure_request_id
 
 
 def actor_from_request(request: Request) -> Actor:  # type: ignore[type-arg]

@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from sqlalchemy.orm.exc import StaleDataError
 
 from control.errors import MedVisionError
-from control.web.logging import ensure_request_id
+from control.http.logging import ensure_request_id
 
 log = structlog.get_logger("medvision.errors")
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.domain.auth.guards import ANY_ROLE, requires
 from control.domain.auth.identity import AuthUser
 from control.domain.auth.service import AuthService, OAuthError, TokenResponse
-from control.web.context import actor_from_request
+from control.http.context import actor_from_request
 
 
 @dataclass

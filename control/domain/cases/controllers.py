@@ -20,7 +20,7 @@ from control.domain.cases.schemas import CaseDetail, CaseOut, CasePage, CaseUpda
 from control.domain.cases.service import SortKey, WorklistFilter
 from control.domain.findings import service as findings_service
 from control.domain.findings.schemas import FindingOut, HistoryEntry
-from control.web.context import actor_from_request
+from control.http.context import actor_from_request
 
 AuthRequest = Request[AuthUser, object, State]
 

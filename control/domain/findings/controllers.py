@@ -29,8 +29,8 @@ from control.domain.findings.schemas import (
 )
 from control.domain.findings.service import DecisionRequest
 from control.errors import InvalidInputError, PayloadTooLargeError
+from control.http.context import actor_from_request
 from control.inference.queue import retry_case
-from control.web.context import actor_from_request
 
 AuthRequest = Request[AuthUser, object, State]
 READERS = (Role.ADMIN, Role.RADIOLOGIST)

@@ -27,7 +27,7 @@ from control.domain.studies.service import (
     original_study_uid,
 )
 from control.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
-from control.web.context import actor_from_request
+from control.http.context import actor_from_request
 
 AuthRequest = Request[AuthUser, object, State]
 UPLOAD_FIELDS = {"files", "race_ethnicity"}

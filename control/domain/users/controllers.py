@@ -15,7 +15,7 @@ from control.domain.auth.identity import AuthUser
 from control.domain.users import service
 from control.domain.users.schemas import UserCreate, UserOut, UserUpdate
 from control.errors import InvalidInputError
-from control.web.context import actor_from_request
+from control.http.context import actor_from_request
 
 
 class UserController(Controller):
