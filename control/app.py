@@ -33,6 +33,7 @@ from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
 from control.domain.viewer.controllers import ViewerController
+from control.domain.viewer.data_controllers import ViewerDataController
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
 from control.http.logging import RequestIdMiddleware, add_request_id_header, configure_logging
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
             ModelController,
             ViewerController,
+            ViewerDataController,
         ],
         state=State(state),
         dependencies={"db_session": Provide(provide_db_session)},

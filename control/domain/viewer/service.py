@@ -160,7 +160,7 @@ def label_map_source(finding: Finding, mask: str) -> tuple[str, str | None]:
         and decision.mask_key
     ):
         return decision.mask_key, decision.mask_sha256
-    return _artifact(finding, "segmentation"), None
+    return artifact(finding, "segmentation"), None
 
 
 async def frame_png(
@@ -186,6 +186,14 @@ async def cam_overlay_png(
     return await anyio.to_thread.run_sync(_cam_overlay_png, payload, atlas, cam, alpha, window)
 
 
+async def cam_map_png(store: ObjectStore, cam: CamRef) -> bytes:
+    """The heat map ``cam`` alone, as an 8-bit grey PNG at its stored size."""
+    atlas = await store.get(cam.key)
+    return await anyio.to_thread.run_sync(
+        lambda: encode_png(unpack_cam(_decode_cam(atlas), cam.index, cam.count))
+    )
+
+
 async def segmentation_slice_png(
     store: ObjectStore,
     finding: Finding,
@@ -199,14 +207,14 @@ async def segmentation_slice_png(
     ``view`` is ``(plane, index, channel)``; ``labels`` the label map's ``(key, sha256)``
     (None: no overlay); ``window`` None means the channel's default window.
     """
-    volume = await load_volume(store, _artifact(finding, "volume"))
+    volume = await load_volume(store, artifact(finding, "volume"))
     label_map = await load_label_map(store, *labels) if labels is not None else None
     return await anyio.to_thread.run_sync(_slice_png, volume, view, window, label_map, alpha)
 
 
 async def segmentation_volume(store: ObjectStore, finding: Finding) -> SegmentationVolume:
     """Shape, spacing, slice counts and channels of the finding's volume, with its volumes."""
-    volume = await load_volume(store, _artifact(finding, "volume"))
+    volume = await load_volume(store, artifact(finding, "volume"))
     _, x, y, z = volume.channels.shape
     shown = (int(x), int(y), int(z))
     return SegmentationVolume(
@@ -222,7 +230,8 @@ async def segmentation_volume(store: ObjectStore, finding: Finding) -> Segmentat
     )
 
 
-def _artifact(finding: Finding, name: str) -> str:
+def artifact(finding: Finding, name: str) -> str:
+    """The object key of the finding's artifact ``name``; 404 ``artifact_not_found``."""
     key = finding.artifacts.get(name)
     if key is None:
         raise NotFoundError(

@@ -71,6 +71,15 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/volume"): frozenset(
         {ADMIN, RADIOLOGIST}
     ),
+    ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}/map"): (
+        frozenset({ADMIN, RADIOLOGIST})
+    ),
+    ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/nifti/volume"): frozenset(
+        {ADMIN, RADIOLOGIST}
+    ),
+    ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/nifti/labels"): frozenset(
+        {ADMIN, RADIOLOGIST}
+    ),
     ("GET", "/api/audit"): frozenset({ADMIN}),
     ("GET", "/api/audit/verify"): frozenset({ADMIN}),
     ("GET", "/api/models"): ALL_ROLES,
