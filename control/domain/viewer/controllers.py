@@ -1,7 +1,8 @@
-"""Viewer endpoints: DICOM frames and headers, heat-map and segmentation overlays as PNG.
+"""Viewer endpoints: DICOM frames, headers and files, heat-map and segmentation overlays as PNG.
 
 Every route first checks that the caller may see the case; images and headers are then
-served from the cache, keyed by the case's version (see :mod:`control.domain.viewer.cache`).
+served from the cache, keyed by the case's version (see :mod:`control.domain.viewer.cache`),
+DICOM files straight from the object store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from control.imaging.render import require_plane
 AuthRequest = Request[AuthUser, object, State]
 PNG = "image/png"
 DICOM_JSON = "application/dicom+json"
+DICOM = "application/dicom"
 
 WindowCenter = Annotated[
     float | None,
@@ -133,6 +135,28 @@ class ViewerController(Controller):
         return await _cached_response(
             request, case, {}, lambda: service.header_json(store, instance), DICOM_JSON
         )
+
+    @get(
+        "/{case_id:uuid}/instances/{instance_id:uuid}/file",
+        operation_id="getInstanceFile",
+        media_type=DICOM,
+    )
+    async def get_instance_file(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        instance_id: uuid.UUID,
+    ) -> Response[bytes]:
+        """The stored DICOM Part-10 file of the instance, as de-identified at ingest, for
+        viewers that decode DICOM themselves. Checked against its recorded SHA-256; not
+        cached (the store already holds exactly these bytes). NIfTI volumes answer 400
+        ``not_a_dicom_image``.
+        """
+        _, instance = await _dicom_instance(db_session, request, case_id, instance_id)
+        store = request.app.state.store
+        payload = await store.get(instance.object_key, expected_sha256=instance.sha256)
+        return Response(content=payload, media_type=DICOM)
 
     @get(
         "/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}",

@@ -61,6 +61,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/cases/{case_id:uuid}/instances/{instance_id:uuid}/metadata"): frozenset(
         {ADMIN, RADIOLOGIST}
     ),
+    ("GET", "/api/cases/{case_id:uuid}/instances/{instance_id:uuid}/file"): frozenset(
+        {ADMIN, RADIOLOGIST}
+    ),
     ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}"): frozenset(
         {ADMIN, RADIOLOGIST}
     ),
