@@ -55,14 +55,31 @@ class AuditController(Controller):
     async def list_entries(
         self,
         db_session: AsyncSession,
-        action: str | None = None,
-        after_id: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        action: Annotated[
+            str | None, Parameter(max_length=64, description="only entries of this action")
+        ] = None,
+        actor: Annotated[
+            str | None,
+            Parameter(max_length=64, description="only entries by this actor (username, exact)"),
+        ] = None,
+        target_id: Annotated[
+            str | None,
+            Parameter(max_length=64, description="only entries about this target (e.g. a case id)"),
+        ] = None,
+        after_id: Annotated[
+            int, Parameter(ge=0, description="the last id of the previous page (a cursor)")
+        ] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=500, description="at most this many")] = 100,
     ) -> list[AuditEntryOut]:
-        """Entries in chain order after ``after_id``, optionally of one action."""
+        """Entries in chain order after ``after_id``, optionally of one action, actor or target;
+        the filters combine (all must match)."""
         query = select(AuditEntry).where(AuditEntry.id > after_id)
         if action:
             query = query.where(AuditEntry.action == action)
+        if actor:
+            query = query.where(AuditEntry.actor == actor)
+        if target_id:
+            query = query.where(AuditEntry.target_id == target_id)
         rows = await db_session.scalars(query.order_by(AuditEntry.id).limit(limit))
         return [
             AuditEntryOut(

@@ -145,3 +145,68 @@ def test_cli_verify_reports_intact_then_broken(tmp_path):
     assert broken.returncode == 1
     assert '"first_broken": 1' in broken.stdout
     assert "BROKEN at entry 1" in broken.stdout
+
+
+async def _append_events(app, events):
+    """Append ``(action, actor, target_id)`` events in order."""
+    async with app.state.session_factory() as session:
+        for action, actor, target_id in events:
+            await chain.append(
+                session, action, Actor(actor, "admin"), target_type="case", target_id=target_id
+            )
+        await session.commit()
+
+
+async def _listed(client, account, **params):
+    response = await client.get("/api/audit", params=params, headers=account.headers)
+    assert response.status_code == 200, response.text
+    return [(e["action"], e["actor"], e["target_id"]) for e in response.json()]
+
+
+async def test_listing_filters_by_actor_and_target_and_combines_them(app, client, accounts):
+    events = [
+        ("case.updated", "alice", "case-1"),
+        ("case.assigned", "bob", "case-1"),
+        ("case.updated", "bob", "case-2"),
+        ("case.updated", "alice", "case-2"),
+        ("case.updated", "alice-2", "case-10"),
+    ]
+    await _append_events(app, events)
+    admin = accounts["admin1"]
+    assert await _listed(client, admin, actor="alice") == [events[0], events[3]]
+    assert await _listed(client, admin, target_id="case-1") == events[:2]
+    assert await _listed(client, admin, actor="bob", target_id="case-2") == [events[2]]
+    assert await _listed(client, admin, action="case.updated", actor="bob") == [events[2]]
+    assert await _listed(client, admin, actor="nobody") == []
+
+
+async def test_filtered_listing_pages_with_the_after_id_cursor(app, client, accounts):
+    await _append_events(
+        app, [("case.updated", "alice" if i % 2 else "bob", "c") for i in range(7)]
+    )
+    admin = accounts["admin1"]
+    first = (
+        await client.get("/api/audit", params={"actor": "bob", "limit": 2}, headers=admin.headers)
+    ).json()
+    assert len(first) == 2
+    rest = (
+        await client.get(
+            "/api/audit",
+            params={"actor": "bob", "after_id": first[-1]["id"], "limit": 10},
+            headers=admin.headers,
+        )
+    ).json()
+    assert [e["actor"] for e in first + rest] == ["bob"] * 4
+    ids = [e["id"] for e in first + rest]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+
+
+@pytest.mark.parametrize("name", ["action", "actor", "target_id"])
+async def test_overlong_filters_are_refused(client, accounts, name):
+    response = await client.get(
+        "/api/audit", params={name: "x" * 65}, headers=accounts["admin1"].headers
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_failed"
+    assert [error["key"] for error in body["detail"]["errors"]] == [name]
