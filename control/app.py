@@ -37,6 +37,8 @@ from control.domain.viewer.data_controllers import ViewerDataController
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
 from control.http.logging import RequestIdMiddleware, add_request_id_header, configure_logging
+from control.http.security import add_security_headers
+from control.http.spa import workstation_handler
 from control.inference.worker import Worker
 from control.storage import build_store
 
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ModelController,
             ViewerController,
             ViewerDataController,
+            # The UI: GET paths that no API route above claims (see control.http.spa).
+            workstation_handler(settings.web_dir),
         ],
         state=State(state),
         dependencies={"db_session": Provide(provide_db_session)},
@@ -111,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(BearerAuthMiddleware, exclude=public),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[add_request_id_header],
+        before_send=[add_request_id_header, add_security_headers],
         lifespan=[lifespan],
         stores={"cache": cache},
         request_max_body_size=settings.max_request_bytes,

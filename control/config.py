@@ -13,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from control.errors import ConfigurationError
 
+#: Where ``make web`` puts the workstation's production build: web/dist beside the package.
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
+
 
 class Settings(BaseSettings):
     """Every tunable of the control plane. Defaults give the embedded single-host stack."""
@@ -61,6 +64,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=16_384 * 16_384, ge=256)
     max_frames: int = Field(default=4096, ge=1)
     max_volume_voxels: int = Field(default=4 * 512 * 512 * 512, ge=4096)
+
+    web_dir: Path = Field(
+        default=DEFAULT_WEB_DIR, description="the workstation's built files, served at /"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -108,3 +108,10 @@ class ConfigurationError(MedVisionError):
 
     status_code = 500
     code = "configuration_error"
+
+
+class UINotBuiltError(MedVisionError):
+    """The web workstation's files (MEDVISION_WEB_DIR) are missing: ``make web`` builds them."""
+
+    status_code = 503
+    code = "ui_not_built"

@@ -14,7 +14,8 @@ def serve(
         None, "--worker/--no-worker", help="run the inference worker in-process (default: on)"
     ),
 ) -> None:
-    """Run the control plane: REST API, OpenAPI at /schema and (by default) the job worker."""
+    """Run the control plane: REST API, web workstation at /, OpenAPI at /schema and (by
+    default) the job worker."""
     import uvicorn
 
     from control.app import create_app
@@ -26,4 +27,12 @@ def serve(
         f"MedVision listening on http://{host}:{port}  (OpenAPI: http://{host}:{port}/schema)"
     )
     typer.echo(f"data directory: {settings.data_dir.resolve()}  database: {settings.backend} store")
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        # No "server: uvicorn" header: the software and its version are nobody's business.
+        server_header=False,
+    )

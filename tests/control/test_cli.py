@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,38 @@ def test_db_upgrade_is_idempotent(env):
         assert result.returncode == 0, result.stderr
         assert "database at revision 0002" in result.stdout
     assert run(env, "db", "current").stdout.strip() == "0002"
+
+
+def test_serve_sends_security_headers_and_no_server_header(env, tmp_path):
+    from control.triton.server import find_free_port
+
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("<!doctype html><title>MedVision</title>")
+    port = find_free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--no-worker", "--port", str(port)],
+        env={**env, "MEDVISION_WEB_DIR": str(dist), "MEDVISION_TRITON_REQUIRED": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as health:
+                    assert "server" not in health.headers
+                    assert health.headers["x-content-type-options"] == "nosniff"
+                    break
+            except OSError:
+                assert server.poll() is None, "medvision serve exited"
+                assert time.monotonic() < deadline, "medvision serve did not start"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"{base}/cases/1", timeout=5) as page:
+            assert page.read().startswith(b"<!doctype html>")
+            assert "server" not in page.headers
+            assert "script-src 'self' 'wasm-unsafe-eval'" in page.headers["content-security-policy"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

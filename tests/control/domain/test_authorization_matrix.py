@@ -92,6 +92,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
 NEEDS_TRITON = {("GET", "/api/models")}
 
 PUBLIC_PATHS = {"/health", "/ready", "/api/auth/token"}
+# The workstation's files (control.http.spa): public, and never answering under /api.
+UI_PATHS = {"/", "/{file_path:path}"}
 
 # How each route takes a body; anything not listed is sent without one.
 FORM_ROUTES = {("POST", "/api/auth/revoke")}
@@ -111,7 +113,9 @@ JSON_ROUTES = {
 
 
 def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path == "/schema" or path.startswith("/schema/")
+    return (
+        path in PUBLIC_PATHS or path in UI_PATHS or path == "/schema" or path.startswith("/schema/")
+    )
 
 
 @dataclass(frozen=True)

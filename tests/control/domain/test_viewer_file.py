@@ -87,3 +87,24 @@ async def test_nifti_instance_has_no_dicom_file(app, client, accounts):
     response = await client.get(_file_url(case_id, instance.id), headers=admin.headers)
     _assert_error(response, 400, "not_a_dicom_image")
 
+
+async def test_patient_images_are_private_and_not_sniffed(app, client, accounts):
+    admin = accounts["admin1"]
+    case_id = await _upload(client, admin, "ct.dcm", _new_ct())
+    instance = await _instance(app, case_id)
+
+    for url, media_type in [
+        (_file_url(case_id, instance.id), "application/dicom"),
+        (_frame_url(case_id, instance.id), "image/png"),
+    ]:
+        response = await client.get(url, headers=admin.headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == media_type
+        assert response.headers["cache-control"] == "private, max-age=0, must-revalidate"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "content-security-policy" not in response.headers
+
+    response = await client.get(f"/api/cases/{case_id}", headers=admin.headers)
+    assert response.headers["cache-control"] == "private, no-store"
