@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from control.cli import audit, db, ingest, serve, triton, users, worker
+from control.cli import audit, db, ingest, openapi, serve, triton, users, worker
 from export import cli as export_cli
 from training import cli as training_cli
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.command("ingest")(ingest.ingest)
+app.command("openapi")(openapi.openapi)
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -95,6 +96,19 @@ def test_db_upgrade_is_idempotent(env):
         assert result.returncode == 0, result.stderr
         assert "database at revision 0002" in result.stdout
     assert run(env, "db", "current").stdout.strip() == "0002"
+
+
+def test_openapi_is_printed_without_a_server_or_database(env, tmp_path):
+    result = run(env, "openapi")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert "/api/cases/{case_id}/instances/{instance_id}/file" in document["paths"]
+    assert "/api/auth/token" in document["paths"]
+    assert not (tmp_path / "var").exists(), "openapi touched the data directory"
+    out = tmp_path / "openapi.json"
+    written = run(env, "openapi", "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert out.read_text() == result.stdout  # stable: sorted keys, fixed indent
 
 
 def test_serve_sends_security_headers_and_no_server_header(env, tmp_path):
