@@ -1,0 +1,202 @@
+// The browser half of bench/ui_open.py: opens each case from the worklist and times the
+// click to the first painted image, times the same page fetching and decoding the same DICOM
+// file (the baseline), and measures frames per second during a window/level drag.
+//
+// Environment: BASE_URL, CHROMIUM, RAD_USER, RAD_PASSWORD, CASES (JSON list of
+// {case_id, instance_id}; the first is the warm-up), DRAGS (how many), DRAG_MS (each one),
+// OUT (the JSON result file), ARTIFACTS (screenshots).
+//
+// Open: in the page, a MutationObserver is armed, performance.now() is read and the case's
+// "Open case <id8>" link in the worklist is clicked (an in-app navigation, as a user's
+// click); the time stops when the radiograph viewport's data-state becomes "ready" (the
+// viewer sets it after the first render that shows the image).
+//
+// Baseline: in the same page, fetch() of GET /api/cases/{id}/instances/{iid}/file with the
+// bearer token, then what the Cornerstone DICOM image loader does for an uncompressed
+// frame, on the main thread with the dicom-parser it uses: parseDicom, a typed-array copy of
+// the PixelData frame, and the min/max scan. The browser HTTP cache is off (CDP
+// Network.setCacheDisabled) so neither side gets the bytes from a cache; the two are run in
+// alternating order per case so a warm server-side file cache favours neither.
+//
+// Drag: right button down on the viewport (window/level), then mouse moves as fast as
+// Chromium accepts them (each CDP move returns once the renderer has handled it) for
+// DRAG_MS; fps = the viewport's data-renders increase over the elapsed time.
+import { readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { BASE_URL, env, log, openBrowser, short, signIn, waitViewportReady } from "./lib.mjs";
+
+const require = createRequire(import.meta.url);
+const cases = JSON.parse(env("CASES"));
+const drags = Number(process.env.DRAGS ?? 3);
+const dragMs = Number(process.env.DRAG_MS ?? 2000);
+const dicomParserSource = readFileSync(require.resolve("dicom-parser/dist/dicomParser.min.js"), "utf8");
+
+async function accessToken() {
+  const response = await fetch(`${BASE_URL}/api/auth/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "password", username: env("RAD_USER"), password: env("RAD_PASSWORD") }),
+  });
+  if (!response.ok) throw new Error(`token: ${response.status} ${await response.text()}`);
+  return (await response.json()).access_token;
+}
+
+async function showWorklist(page, caseId) {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Worklist" }).click();
+  await page.getByRole("link", { name: `Open case ${short(caseId)}` }).waitFor();
+}
+
+/** Click → data-state="ready", measured inside the page (ms). */
+async function timeOpen(page, caseId) {
+  await showWorklist(page, caseId);
+  const ms = await page.evaluate(
+    ({ label }) =>
+      new Promise((resolve, reject) => {
+        const ready = () => document.querySelector('[data-testid="radiograph-viewport"][data-state="ready"]');
+        const failed = () => document.querySelector('[data-testid="radiograph-viewport"][data-state="error"]');
+        const link = document.querySelector(`a[aria-label="${label}"]`);
+        if (!link) return reject(new Error(`no link ${label}`));
+        let t0 = 0;
+        const observer = new MutationObserver(() => {
+          if (ready()) {
+            const t1 = performance.now();
+            observer.disconnect();
+            resolve(t1 - t0);
+          } else if (failed()) {
+            observer.disconnect();
+            reject(new Error("the viewport went to data-state=error"));
+          }
+        });
+        observer.observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-state"] });
+        setTimeout(() => {
+          observer.disconnect();
+          reject(new Error("not ready within 60 s"));
+        }, 60_000);
+        t0 = performance.now();
+        link.click();
+      }),
+    { label: `Open case ${short(caseId)}` },
+  );
+  await waitViewportReady(page, "radiograph-viewport");
+  return ms;
+}
+
+/** Fetch + parse + frame copy + min/max of the same file, inside the page (ms). */
+async function timeBaseline(page, item, token) {
+  return page.evaluate(
+    async ({ url, token }) => {
+      const t0 = performance.now();
+      const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+      if (!response.ok) throw new Error(`${url}: ${response.status}`);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      const dataSet = window.dicomParser.parseDicom(bytes);
+      const element = dataSet.elements.x7fe00010;
+      const rows = dataSet.uint16("x00280010");
+      const columns = dataSet.uint16("x00280011");
+      const bits = dataSet.uint16("x00280100");
+      const signed = dataSet.uint16("x00280103") === 1;
+      const length = rows * columns;
+      const Kind = bits === 16 ? (signed ? Int16Array : Uint16Array) : Uint8Array;
+      const frame = new Kind(length);
+      frame.set(new Kind(bytes.buffer.slice(element.dataOffset, element.dataOffset + length * Kind.BYTES_PER_ELEMENT)));
+      let min = Infinity;
+      let max = -Infinity;
+      for (let i = 0; i < length; i++) {
+        const v = frame[i];
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      const ms = performance.now() - t0;
+      if (!(max >= min)) throw new Error("decode gave no pixels");
+      return ms;
+    },
+    { url: `/api/cases/${item.case_id}/instances/${item.instance_id}/file`, token },
+  );
+}
+
+/** Renders per second while the right button drags over the viewport. */
+async function dragFps(page) {
+  const viewport = page.getByTestId("radiograph-viewport");
+  const box = await viewport.boundingBox();
+  const cx = box.x + box.width / 2;
+  const cy = box.y + box.height / 2;
+  const counter = () =>
+    page.evaluate(() => ({
+      renders: Number(document.querySelector('[data-testid="radiograph-viewport"]').getAttribute("data-renders") ?? 0),
+      t: performance.now(),
+    }));
+  await page.mouse.move(cx, cy);
+  await page.mouse.down({ button: "right" });
+  let moves = 0;
+  let phase = 0;
+  const move = async () => {
+    phase += 1;
+    moves += 1;
+    await page.mouse.move(cx + 120 * Math.sin(phase / 9), cy + 80 * Math.cos(phase / 13));
+  };
+  for (let i = 0; i < 10; i++) await move();
+  const start = await counter();
+  const startMoves = moves;
+  const end = Date.now() + dragMs;
+  while (Date.now() < end) await move();
+  const stop = await counter();
+  await page.mouse.up({ button: "right" });
+  const seconds = (stop.t - start.t) / 1000;
+  return {
+    fps: +((stop.renders - start.renders) / seconds).toFixed(1),
+    moves_per_s: +((moves - startMoves) / seconds).toFixed(1),
+    renders: stop.renders - start.renders,
+    seconds: +seconds.toFixed(2),
+  };
+}
+
+const { browser, context, page } = await openBrowser();
+let code = 0;
+try {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.setCacheDisabled", { cacheDisabled: true });
+  const token = await accessToken();
+  await page.goto(BASE_URL);
+  await signIn(page, env("RAD_USER"), env("RAD_PASSWORD"));
+  await page.evaluate(dicomParserSource);
+  const [warm, ...measured] = cases;
+  log(`warm-up open ${short(warm.case_id)} ...`);
+  const coldOpen = await timeOpen(page, warm.case_id);
+  const coldBaseline = await timeBaseline(page, warm, token);
+  log(`warm-up: open ${coldOpen.toFixed(0)} ms, baseline ${coldBaseline.toFixed(0)} ms`);
+  const opens = [];
+  const baselines = [];
+  for (const [n, item] of measured.entries()) {
+    let open;
+    let base;
+    if (n % 2 === 0) {
+      open = await timeOpen(page, item.case_id);
+      base = await timeBaseline(page, item, token);
+    } else {
+      base = await timeBaseline(page, item, token);
+      open = await timeOpen(page, item.case_id);
+    }
+    opens.push(open);
+    baselines.push(base);
+    log(`${n + 1}/${measured.length} ${short(item.case_id)}: open ${open.toFixed(0)} ms, fetch+decode ${base.toFixed(0)} ms`);
+  }
+  await page.screenshot({ path: `${process.env.ARTIFACTS ?? "."}/bench-last-open.png` });
+  const dragRuns = [];
+  for (let i = 0; i < drags; i++) {
+    const run = await dragFps(page);
+    log(`drag ${i + 1}: ${JSON.stringify(run)}`);
+    dragRuns.push(run);
+  }
+  writeFileSync(
+    env("OUT"),
+    JSON.stringify({ cold_open_ms: coldOpen, cold_baseline_ms: coldBaseline, open_ms: opens, baseline_ms: baselines, drags: dragRuns, chromium: browser.version() }, null, 1),
+  );
+} catch (error) {
+  console.log(`FAILED: ${error?.stack ?? error}`);
+  await page.screenshot({ path: `${process.env.ARTIFACTS ?? "."}/bench-FAILED.png` }).catch(() => undefined);
+  code = 1;
+} finally {
+  await browser.close();
+}
+process.exit(code);
