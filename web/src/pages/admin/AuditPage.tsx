@@ -162,7 +162,7 @@ export function AuditPage() {
 }
 
 function VerifyResult({ pending, result }: { pending: boolean; result: VerifyOut | undefined }) {
-  const tone = !result ? "border-line text-muted" : result.ok ? "border-ok bg-ok/10 text-ok" : "border-danger bg-danger/10 text-danger";
+  const tone = !result ? "border-line text-muted" : result.ok ? "border-ok bg-ok/10 text-fg" : "border-danger bg-danger/10 text-danger";
   return (
     <div role="status" aria-live="polite" className={result || pending ? `rounded border px-3 py-2 text-sm font-medium ${tone}` : "sr-only"}>
       {pending ? "Verifying the audit chain…" : result ? verifyText(result) : ""}

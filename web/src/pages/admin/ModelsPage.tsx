@@ -62,6 +62,8 @@ export function ModelsPage() {
 }
 
 function ModelRow({ model }: { model: ServedModel }) {
+  // Lists (labels, thresholds) are comma-separated without spaces: a zero-width space after
+  // each comma lets them wrap there instead of overflowing the cell.
   const parameters = Object.entries(model.parameters).sort(([a], [b]) => a.localeCompare(b));
   return (
     <tr className="border-b border-line/60 align-top hover:bg-raised" data-model={model.name}>
@@ -93,7 +95,7 @@ function ModelRow({ model }: { model: ServedModel }) {
               {parameters.map(([key, value]) => (
                 <div key={key} className="contents">
                   <dt className="font-mono text-muted">{key}</dt>
-                  <dd className="font-mono break-all">{value}</dd>
+                  <dd className="font-mono break-words">{value.replaceAll(",", ",\u200b")}</dd>
                 </div>
               ))}
             </dl>
