@@ -7,6 +7,7 @@ import { api, unwrap } from "../api/client";
 import type { CaseDetail, FindingOut, InstanceOut } from "../api/types";
 import { useAuth } from "../auth/AuthProvider";
 import { PriorityBadge, StatusBadge, SyntheticBanner } from "../components/Badges";
+import { CaseAdminControls } from "../components/CaseAdminControls";
 import { DecisionForm, type DecisionFormHandle } from "../components/DecisionForm";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { FindingsPanel, type OverlayState } from "../components/FindingsPanel";
@@ -131,6 +132,7 @@ function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; use
           </button>
         )}
         {detail.flags.length > 0 && <span className="text-xs text-warn">flags: {detail.flags.join(", ")}</span>}
+        {role === "admin" && <CaseAdminControls detail={detail} onChanged={onChanged} />}
       </div>
       {hasSyntheticModel(detail) && <SyntheticBanner />}
       <ErrorMessage error={claim.error} title="Claim failed" />
