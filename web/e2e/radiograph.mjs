@@ -8,8 +8,10 @@ import {
   assertNotBlank,
   BASE_URL,
   blur,
+  changedFraction,
   drag,
   env,
+  log,
   scenario,
   settle,
   short,
@@ -71,6 +73,32 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   await step("Reset restores the view", async () => {
     await page.getByRole("button", { name: "Reset" }).click();
     await settle(viewport);
+    const reset = await stablePixels(viewport);
+    const fraction = changedFraction(painted, reset);
+    if (fraction > 0.01) throw new Error(`after Reset ${(fraction * 100).toFixed(2)} % of the pixels differ from the first paint`);
+  });
+
+  await step("window presets (keys 1–4) and Invert change the pixels", async () => {
+    const before = await stablePixels(viewport);
+    await blur(page);
+    const changes = [];
+    for (const key of ["1", "2", "3", "4"]) {
+      await page.keyboard.press(key);
+      await settle(viewport);
+      changes.push(changedFraction(before, await stablePixels(viewport)));
+    }
+    log(`presets 1–4 changed ${changes.map((f) => `${(f * 100).toFixed(1)} %`).join(", ")} of the pixels`);
+    if (Math.max(...changes) < 0.01) throw new Error("no window preset changed the image");
+    await page.getByRole("button", { name: "Reset" }).click();
+    await settle(viewport);
+    const reset = await stablePixels(viewport);
+    await page.getByRole("button", { name: "Invert" }).click();
+    await settle(viewport);
+    assertChanged(reset, await stablePixels(viewport), "Invert", 0.05);
+    await page.getByRole("button", { name: "Invert" }).click();
+    await page.getByRole("button", { name: "Reset" }).click();
+    await settle(viewport);
+    await page.getByRole("button", { name: "Length" }).waitFor();
   });
 
   await step("the heat map toggles with key o", async () => {
