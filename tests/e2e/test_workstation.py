@@ -10,7 +10,10 @@ screenshots land in ``web/test-results/e2e/``.
 
 Without Chromium or Node.js >= 20 the module is skipped with the reason, except under
 ``CI=true``, where a missing browser fails. With ``MEDVISION_UPDATE_SCREENSHOTS=1`` the
-scenarios also write the README screenshots into ``docs/screenshots/``.
+scenarios also write the README screenshots into ``docs/screenshots/``; to make them with
+trained demo models instead of the tiny untrained ones (whose heat maps and masks are noise),
+point ``MEDVISION_E2E_REPOSITORY`` at a repository made by ``medvision export demo
+--repository DIR`` (a copy of ``model_repository/``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tests.fixtures.uploads import four_channel_nifti
 from tests.fixtures.workstation_stack import (
     ARTIFACTS,
     E2E_DIR,
+    REPOSITORY_ENV,
     SCREENSHOTS,
     WorkstationStack,
     ensure_web_build,
@@ -36,6 +40,7 @@ from tests.fixtures.workstation_stack import (
     find_node,
     playwright_missing,
     run_node,
+    synthetic_brats_nifti,
 )
 
 skip_without_triton()
@@ -127,12 +132,20 @@ def workstation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workstatio
     ensure_web_build(node)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    with WorkstationStack(tmp_path_factory.mktemp("workstation")) as stack:
+    scratch = tmp_path_factory.mktemp("workstation")
+    with WorkstationStack(scratch) as stack:
         study_uid = generate_uid()
         dx = stack.upload(
             [(f"chest-{n}.dcm", chest_dx(DX_SIZE, seed=n, study_uid=study_uid)) for n in (1, 2)]
         )
-        mri = stack.upload([("brain.nii.gz", four_channel_nifti(MRI_SHAPE))])
+        # Trained demo models (README screenshots) get the synthetic brain they were trained
+        # on; the tiny untrained networks any 4-channel volume.
+        brain = (
+            synthetic_brats_nifti(scratch)
+            if os.environ.get(REPOSITORY_ENV)
+            else four_channel_nifti(MRI_SHAPE)
+        )
+        mri = stack.upload([("brain.nii.gz", brain)])
         [dx_case_id], [mri_case_id] = dx["case_ids"], mri["case_ids"]
         dx_case, mri_case = stack.wait_read(dx_case_id), stack.wait_read(mri_case_id)
         assert dx_case["status"] == mri_case["status"] == "inferred", (dx_case, mri_case)
