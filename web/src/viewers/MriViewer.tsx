@@ -114,6 +114,7 @@ export function MriViewer({ caseId, finding, readOnly, onMaskSaved }: MriViewerP
         await scene.load(volumeBytes, labelBytes, Math.max(grid.channels.length, SEQUENCES.length));
         if (disposed) return;
         sceneRef.current = scene;
+        scene.onViewChanged = setView;
         labelFileRef.current = { bytes: labelBytes, decisionId: decisionIdRef.current };
         setChannels(grid.channels);
         const [sx, sy, sz] = grid.spacing_mm;

@@ -25,30 +25,6 @@ export type LabelVisibility = Record<LabelValue, boolean>;
 
 export const ALL_VISIBLE: LabelVisibility = { 1: true, 2: true, 3: true };
 
-/** NiiVue's label colour map (``NVImage.setColormapLabel``): background and hidden labels
- * fully transparent, the others opaque in their colour (the layer's opacity applies on top). */
-export interface LabelColormap {
-  R: number[];
-  G: number[];
-  B: number[];
-  A: number[];
-  I: number[];
-  labels: string[];
-}
-
-export function labelColormap(visible: LabelVisibility): LabelColormap {
-  const map: LabelColormap = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [""] };
-  for (const label of SEGMENT_LABELS) {
-    map.R.push(label.rgb[0]);
-    map.G.push(label.rgb[1]);
-    map.B.push(label.rgb[2]);
-    map.A.push(visible[label.value] ? 255 : 0);
-    map.I.push(label.value);
-    map.labels.push(label.short);
-  }
-  return map;
-}
-
 /** NiiVue's drawing colour table (``Niivue.drawLut``): exactly 256 RGBA entries indexed by
  * pen value; 0 and every value that is not a visible label are transparent. */
 export function drawingLut(visible: LabelVisibility): { lut: Uint8ClampedArray; labels: string[] } {

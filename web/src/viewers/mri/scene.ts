@@ -1,9 +1,13 @@
 /** The NiiVue scene of one segmentation finding: the 4-channel MRI as one 4D volume (a
- * channel is a frame), the label map as a label-coloured overlay, and, while the mask is
- * edited, the label map as NiiVue's drawing. React state drives it through these methods;
- * nothing here knows about the API. */
+ * channel is a frame) and the label map as NiiVue's drawing layer, which the pen edits.
+ *
+ * Why the drawing and not a label-coloured overlay volume: NiiVue samples overlays with the
+ * background's (linear) interpolation, which blends neighbouring labels' colours (red next to
+ * green shows yellow, the enhancing tumour's colour); the drawing is sampled nearest, so each
+ * voxel shows exactly its label, the same when viewing and editing. React state drives the
+ * scene through these methods; nothing here knows about the API. */
 import { NVImage, Niivue, SLICE_TYPE } from "@niivue/niivue";
-import { type LabelValue, type LabelVisibility, drawingLut, labelColormap } from "./labels";
+import { type LabelValue, type LabelVisibility, drawingLut } from "./labels";
 import { type RasLayout, type Triple, type Window, channelWindow, rasLayout, rasToNative } from "./voxels";
 
 export type ViewName = "axial" | "coronal" | "sagittal" | "multiplanar" | "render";
@@ -53,8 +57,10 @@ export class MriScene {
   private windows: Window[] = [];
   private settings: SceneSettings;
   private editing = false;
-  /** Called with each drawing change (a stroke, an undo) while editing. */
+  /** Called with each drawing change (a stroke, an undo, a load). */
   onDrawingChanged: (action: string) => void = () => {};
+  /** Called when NiiVue changes the view itself (its "V" key on the focused canvas). */
+  onViewChanged: (view: ViewName) => void = () => {};
 
   private constructor(nv: Niivue, canvas: HTMLCanvasElement, settings: SceneSettings) {
     this.nv = nv;
@@ -74,7 +80,7 @@ export class MriScene {
     const nv = new Niivue({
       backColor: [0, 0, 0, 1],
       crosshairColor: [0.35, 0.66, 1, 0.6],
-      crosshairWidth: 1,
+      crosshairWidth: 0.25,
       show3Dcrosshair: false,
       isColorbar: false,
       isOrientCube: false,
@@ -89,6 +95,13 @@ export class MriScene {
     });
     const scene = new MriScene(nv, canvas, settings);
     nv.onDrawingChanged = (action) => scene.onDrawingChanged(action);
+    nv.onSliceTypeChange = (sliceType) => {
+      const view = (Object.keys(SLICE_TYPES) as ViewName[]).find((v) => SLICE_TYPES[v] === sliceType);
+      if (view && view !== scene.settings.view) {
+        scene.settings = { ...scene.settings, view };
+        scene.onViewChanged(view);
+      }
+    };
     await nv.attachToCanvas(canvas);
     return scene;
   }
@@ -111,33 +124,33 @@ export class MriScene {
     });
     const labels = await this.readLabels(labelBytes, dims);
     this.volume = volume;
-    this.labels = labels;
     this.applyWindow(volume, this.settings.channel);
     volume.frame4D = Math.min(this.settings.channel, frames - 1);
     this.nv.addVolume(volume);
-    this.nv.addVolume(labels);
     this.nv.setSliceType(SLICE_TYPES[this.settings.view]);
-    this.applyLabels();
+    this.showLabels(labels);
   }
 
   private async readLabels(labelBytes: ArrayBuffer, dims: Triple): Promise<NVImage> {
     const labels = await NVImage.loadFromUrl({ url: labelBytes, name: "labels.nii.gz" });
     const got = dimsOf(labels);
     if (got.join() !== dims.join()) throw new Error(`the label map's grid ${got.join("×")} differs from the volume's ${dims.join("×")}`);
-    labels.setColormapLabel(labelColormap(this.settings.visible));
-    labels.opacity = this.settings.opacity;
     return labels;
   }
 
-  /** Replaces the label map (after a saved edit); the drawing, if any, is closed. */
+  /** Makes ``labels`` the drawing (dropping any strokes) with the pen off. */
+  private showLabels(labels: NVImage): void {
+    this.nv.setDrawingEnabled(false);
+    this.editing = false;
+    if (!this.nv.loadDrawing(labels)) throw new Error("NiiVue refused the label map as a drawing");
+    this.labels = labels;
+    this.applyLabels();
+  }
+
+  /** Replaces the label map (after a saved edit); unsaved strokes are dropped. */
   async replaceLabels(labelBytes: ArrayBuffer): Promise<void> {
     if (!this.volume) throw new Error("no volume loaded");
-    const labels = await this.readLabels(labelBytes, dimsOf(this.volume));
-    this.stopEditing();
-    if (this.labels) this.nv.removeVolume(this.labels);
-    this.labels = labels;
-    this.nv.addVolume(labels);
-    this.applyLabels();
+    this.showLabels(await this.readLabels(labelBytes, dimsOf(this.volume)));
   }
 
   private applyWindow(volume: NVImage, channel: number): void {
@@ -167,13 +180,8 @@ export class MriScene {
     this.applyLabels();
   }
 
-  /** The overlay when viewing, the drawing (and a hidden overlay) when editing. */
   private applyLabels(): void {
-    const labels = this.labels;
-    if (!labels) return;
     const { visible, opacity } = this.settings;
-    labels.setColormapLabel(labelColormap(visible));
-    labels.opacity = this.editing ? 0 : opacity;
     this.nv.drawLut = drawingLut(visible);
     this.nv.drawOpacity = opacity;
     this.nv.updateGLVolume();
@@ -183,25 +191,20 @@ export class MriScene {
     return this.editing;
   }
 
-  /** Opens the label map as NiiVue's drawing and enables the pen; false when NiiVue refuses. */
+  /** Enables the pen on the shown label map (strokes can be undone back to it). */
   startEditing(pen: PenValue): boolean {
-    if (!this.labels || !this.volume) return false;
-    if (!this.nv.loadDrawing(this.labels)) return false;
+    if (!this.labels || !this.volume || !this.nv.drawBitmap) return false;
     this.editing = true;
     if (this.settings.view === "render") this.setView("axial");
     this.setPen(pen);
     this.nv.setDrawingEnabled(true);
-    this.applyLabels();
     return true;
   }
 
-  /** Closes the drawing (unsaved strokes are dropped) and shows the overlay again. */
+  /** Turns the pen off and restores the label map as loaded (unsaved strokes are dropped). */
   stopEditing(): void {
-    if (!this.editing) return;
-    this.editing = false;
-    this.nv.setDrawingEnabled(false);
-    this.nv.closeDrawing();
-    this.applyLabels();
+    if (!this.editing || !this.labels) return;
+    this.showLabels(this.labels);
   }
 
   setPen(pen: PenValue): void {
@@ -233,15 +236,15 @@ export class MriScene {
     return Math.abs((pix[1] ?? 0) * (pix[2] ?? 0) * (pix[3] ?? 0)) / 1000;
   }
 
-  /** The current label map's voxels (native order) or, while editing, the drawing's. */
+  /** The label map's voxels as shown, strokes included (NiiVue's RAS order). */
   currentLabelVoxels(): ArrayLike<number> | null {
-    if (this.editing) return this.nv.drawBitmap;
-    return this.labels?.img ?? null;
+    return this.nv.drawBitmap;
   }
 
   /** Stops NiiVue's listeners and observers, frees the WebGL context and removes the canvas. */
   destroy(): void {
     this.onDrawingChanged = () => {};
+    this.onViewChanged = () => {};
     try {
       this.nv.cleanup();
       this.nv._gl?.getExtension("WEBGL_lose_context")?.loseContext();
