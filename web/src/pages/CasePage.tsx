@@ -223,7 +223,7 @@ function ModelIdentity({ finding }: { finding: FindingOut }) {
   const m = finding.model;
   return (
     <p className="text-xs text-muted" data-testid="model-identity">
-      {m.name} v{m.version} · {m.network} · run {m.training_run_id ?? "unknown"}
+      model {m.name} · version {m.version} · network {m.network} · training run {m.training_run_id ?? "not recorded"}
       {m.synthetic && <strong className="ml-1 text-danger">SYNTHETIC</strong>}
     </p>
   );
