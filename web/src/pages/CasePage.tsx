@@ -11,6 +11,7 @@ import { CaseAdminControls } from "../components/CaseAdminControls";
 import { DecisionForm, type DecisionFormHandle } from "../components/DecisionForm";
 import { ErrorMessage } from "../components/ErrorMessage";
 import { FindingsPanel, type OverlayState } from "../components/FindingsPanel";
+import { Thumbnail } from "../components/Thumbnail";
 import { hasSyntheticModel, labelRows, signOffBlocker } from "../lib/decisions";
 import { formatDateTime } from "../lib/format";
 import { useShortcuts } from "../lib/keyboard";
@@ -159,11 +160,13 @@ function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; use
                     <button
                       key={image.id}
                       type="button"
-                      className={`btn ${image.id === instance.id ? "border-accent" : ""}`}
+                      className={`flex flex-col items-center gap-1 rounded border p-1 text-xs ${image.id === instance.id ? "border-accent" : "border-line"}`}
                       aria-pressed={image.id === instance.id}
+                      aria-label={`Image ${n + 1}`}
                       onClick={() => setSelectedId(image.id)}
                     >
-                      Image {n + 1}
+                      <Thumbnail caseId={detail.id} instanceId={image.id} label={`Image ${n + 1}`} />
+                      <span aria-hidden="true">Image {n + 1}</span>
                     </button>
                   ))}
                 </nav>
