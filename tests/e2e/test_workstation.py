@@ -96,7 +96,7 @@ class Workstation:
         if result.returncode != 0:
             pytest.fail(
                 f"{script} exited {result.returncode} after {result.seconds:.0f} s "
-                f"(screenshots in {ARTIFACTS}):\n{result.output}\n{self.stack.log_tail(20)}",
+                f"(screenshots in {ARTIFACTS}):\n{result.output}\n{self.stack.log_tail(15)}",
                 pytrace=False,
             )
         return result.output

@@ -53,7 +53,10 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
     await settle(root);
     return root;
   });
-  const painted = await stablePixels(viewport);
+  // Pixels are read from the image area (Cornerstone's canvas, with the heat map canvas
+  // layered over it), not the viewport root, whose toolbar shows the changing W/L numbers.
+  const image = viewport.locator("canvas.cornerstone-canvas");
+  const painted = await stablePixels(image);
   assertNotBlank(painted, "radiograph viewport");
   await shot("radiograph-open");
 
@@ -63,9 +66,9 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   });
 
   await step("window/level: a right-drag changes the pixels", async () => {
-    await drag(page, viewport, { button: "right", dx: 160, dy: 90 });
+    await drag(page, image, { button: "right", dx: 160, dy: 90 });
     await settle(viewport);
-    const after = await stablePixels(viewport);
+    const after = await stablePixels(image);
     assertChanged(painted, after, "window/level drag");
     await shot("window-level");
   });
@@ -73,28 +76,28 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   await step("Reset restores the view", async () => {
     await page.getByRole("button", { name: "Reset" }).click();
     await settle(viewport);
-    const reset = await stablePixels(viewport);
+    const reset = await stablePixels(image);
     const fraction = changedFraction(painted, reset);
     if (fraction > 0.01) throw new Error(`after Reset ${(fraction * 100).toFixed(2)} % of the pixels differ from the first paint`);
   });
 
   await step("window presets (keys 1–4) and Invert change the pixels", async () => {
-    const before = await stablePixels(viewport);
+    const before = await stablePixels(image);
     await blur(page);
     const changes = [];
     for (const key of ["1", "2", "3", "4"]) {
       await page.keyboard.press(key);
       await settle(viewport);
-      changes.push(changedFraction(before, await stablePixels(viewport)));
+      changes.push(changedFraction(before, await stablePixels(image)));
     }
     log(`presets 1–4 changed ${changes.map((f) => `${(f * 100).toFixed(1)} %`).join(", ")} of the pixels`);
     if (Math.max(...changes) < 0.01) throw new Error("no window preset changed the image");
     await page.getByRole("button", { name: "Reset" }).click();
     await settle(viewport);
-    const reset = await stablePixels(viewport);
+    const reset = await stablePixels(image);
     await page.getByRole("button", { name: "Invert" }).click();
     await settle(viewport);
-    assertChanged(reset, await stablePixels(viewport), "Invert", 0.05);
+    assertChanged(reset, await stablePixels(image), "Invert", 0.05);
     await page.getByRole("button", { name: "Invert" }).click();
     await page.getByRole("button", { name: "Reset" }).click();
     await settle(viewport);
@@ -102,29 +105,29 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   });
 
   await step("the heat map toggles with key o", async () => {
-    const withCam = await stablePixels(viewport);
+    const withCam = await stablePixels(image);
     await blur(page);
     await page.keyboard.press("o");
     await until(async () => (await camOverlay.getAttribute("data-visible")) === "false", 'cam-overlay data-visible="false"');
-    const withoutCam = await stablePixels(viewport);
+    const withoutCam = await stablePixels(image);
     assertChanged(withCam, withoutCam, "heat map off");
     assertNotBlank(withoutCam, "radiograph without the heat map");
     await shot("heat-map-off");
     await page.keyboard.press("o");
     await until(async () => (await camOverlay.getAttribute("data-visible")) === "true", 'cam-overlay data-visible="true" again');
-    const again = await stablePixels(viewport);
+    const again = await stablePixels(image);
     assertChanged(withoutCam, again, "heat map on again");
   });
 
   await step("the heat map toggles with its checkbox", async () => {
     const box = page.getByRole("checkbox", { name: /Show heat map/ });
-    const before = await stablePixels(viewport);
+    const before = await stablePixels(image);
     await box.uncheck();
     await until(async () => (await camOverlay.getAttribute("data-visible")) === "false", "heat map hidden by the checkbox");
-    assertChanged(before, await stablePixels(viewport), "heat map checkbox off");
+    assertChanged(before, await stablePixels(image), "heat map checkbox off");
     await box.check();
     await until(async () => (await camOverlay.getAttribute("data-visible")) === "true", "heat map shown by the checkbox");
-    await stablePixels(viewport);
+    await stablePixels(image);
   });
 
   await step("case page accessibility and README screenshot", async () => {
