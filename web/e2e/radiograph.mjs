@@ -66,7 +66,7 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   });
 
   await step("window/level: a right-drag changes the pixels", async () => {
-    await drag(page, image, { button: "right", dx: 160, dy: 90 });
+    await drag(page, image, { button: "right", from: [0.3, 0.3], dx: 300, dy: 200, steps: 20 });
     await settle(viewport);
     const after = await stablePixels(image);
     assertChanged(painted, after, "window/level drag");
