@@ -96,7 +96,8 @@ export async function scenario(name, body) {
         axeProblems.push(text);
         log(`axe ${text}`);
       }
-      log(`axe ${label}: ${results.violations.length} violation(s), ${bad.length} serious/critical`);
+      const all = results.violations.map((v) => `${v.id} (${v.impact})`).join(", ");
+      log(`axe ${label}: ${results.violations.length} violation(s)${all ? `: ${all}` : ""}; ${bad.length} serious/critical`);
     },
     /** The README screenshot ``file`` (whole page), when SCREENSHOTS_DIR is set. */
     async readmeShot(file) {
