@@ -21,6 +21,7 @@ from control import __version__
 from control.config import Settings, load_settings
 from control.db.engine import create_engine, create_session_factory
 from control.db.migrate import upgrade
+from control.domain.audit.checkpoints import Checkpointer
 from control.domain.audit.controllers import AuditController
 from control.domain.auth.controllers import AuthController
 from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
@@ -36,6 +37,7 @@ from control.domain.viewer.controllers import ViewerController
 from control.domain.viewer.data_controllers import ViewerDataController
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
+from control.http.input_guard import InputGuardMiddleware
 from control.http.logging import RequestIdMiddleware, add_request_id_header, configure_logging
 from control.http.security import add_security_headers
 from control.http.spa import workstation_handler
@@ -59,12 +61,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     session_factory = create_session_factory(engine)
     store = build_store(settings)
     worker = Worker(settings, session_factory, store) if settings.worker_enabled else None
+    checkpointer = Checkpointer(settings, session_factory, store)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.migrate_on_startup:
             await anyio.to_thread.run_sync(upgrade, settings)
         stop = asyncio.Event()
+        # Signed audit checkpoints outside the database: now, periodically, at shutdown.
+        await checkpointer.checkpoint("startup")
+        checkpoint_task = asyncio.create_task(checkpointer.run(stop))
         worker_task = asyncio.create_task(worker.run(stop)) if worker else None
         try:
             yield
@@ -72,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stop.set()
             if worker_task is not None:
                 await worker_task
+            await checkpoint_task
+            await checkpointer.checkpoint("shutdown", only_if_grown=True)
             await engine.dispose()
             if isinstance(cache, RedisStore):
                 await cache._redis.aclose()
@@ -112,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[
             RequestIdMiddleware,
+            # Before authentication: hostile shapes from anyone stop here (NUL, deep JSON).
+            InputGuardMiddleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=public),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

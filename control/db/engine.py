@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,10 +15,26 @@ from sqlalchemy.ext.asyncio import (
 
 from control.config import Settings
 
+#: The settings each engine was created from: code that only holds a session (the audit
+#: chain, which needs keys that are never stored in the database) finds them here.
+_ENGINE_SETTINGS: weakref.WeakKeyDictionary[Engine, Settings] = weakref.WeakKeyDictionary()
+
+
+def settings_of(bind: Engine | Connection) -> Settings | None:
+    """The settings of the engine behind ``bind`` (``session.get_bind()``), if made here."""
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    return _ENGINE_SETTINGS.get(engine)
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for the configured database (SQLite: WAL, foreign keys, busy wait,
     transactions that take the write lock when they begin)."""
+    engine = _create_engine(settings)
+    _ENGINE_SETTINGS[engine.sync_engine] = settings
+    return engine
+
+
+def _create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)

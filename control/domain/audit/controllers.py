@@ -8,13 +8,24 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get
+from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import AuditEntry, Role
-from control.domain.audit import chain
+from control.domain.audit import checkpoints
 from control.domain.auth.guards import requires
+
+
+class CheckpointOut(msgspec.Struct):
+    """The signed checkpoint (object store) the chain was checked against."""
+
+    entries: int
+    head_id: int
+    head_hash: str
+    created_at: datetime
+    key: str
 
 
 class VerifyOut(msgspec.Struct):
@@ -22,6 +33,9 @@ class VerifyOut(msgspec.Struct):
     entries: int
     first_broken: int | None
     reason: str | None
+    #: None when no checkpoint has been written yet (or the latest one is not valid: see
+    #: ``reason``).
+    checkpoint: CheckpointOut | None = None
 
 
 class AuditEntryOut(msgspec.Struct):
@@ -46,10 +60,22 @@ class AuditController(Controller):
     guards = [requires(Role.ADMIN)]
 
     @get("/verify", operation_id="verifyAuditChain")
-    async def verify(self, db_session: AsyncSession) -> VerifyOut:
-        """Recompute the hash chain; ``first_broken`` names the first entry that does not fit."""
-        report = await chain.verify(db_session)
-        return VerifyOut(report.ok, report.entries, report.first_broken, report.reason)
+    async def verify(self, db_session: AsyncSession, state: State) -> VerifyOut:
+        """Recompute the keyed hash chain and check it against the latest signed checkpoint;
+        ``first_broken`` names the first entry that does not fit."""
+        report = await checkpoints.verify_with_checkpoint(db_session, state.store)
+        signed = report.checkpoint
+        return VerifyOut(
+            report.ok,
+            report.entries,
+            report.first_broken,
+            report.reason,
+            checkpoint=CheckpointOut(
+                signed.entries, signed.head_id, signed.head_hash, signed.created_at, signed.key
+            )
+            if signed is not None
+            else None,
+        )
 
     @get("/", operation_id="listAuditEntries")
     async def list_entries(

@@ -34,7 +34,8 @@ export interface paths {
         };
         /**
          * Verify
-         * @description Recompute the hash chain; ``first_broken`` names the first entry that does not fit.
+         * @description Recompute the keyed hash chain and check it against the latest signed checkpoint;
+         *     ``first_broken`` names the first entry that does not fit.
          */
         get: operations["verifyAuditChain"];
         put?: never;
@@ -780,6 +781,15 @@ export interface components {
             latency_ms?: number | null;
             ok: boolean;
         };
+        /** CheckpointOut */
+        CheckpointOut: {
+            /** Format: date-time */
+            created_at: string;
+            entries: number;
+            head_hash: string;
+            head_id: number;
+            key: string;
+        };
         /**
          * DecisionAction
          * @description A radiologist's verdict on one AI finding.
@@ -1081,6 +1091,7 @@ export interface components {
         };
         /** VerifyOut */
         VerifyOut: {
+            checkpoint?: components["schemas"]["CheckpointOut"] | null;
             entries: number;
             first_broken: number | null;
             ok: boolean;
