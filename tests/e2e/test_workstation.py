@@ -19,6 +19,7 @@ point ``MEDVISION_E2E_REPOSITORY`` at a repository made by ``medvision export de
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,8 +51,8 @@ UPDATE_SCREENSHOTS = os.environ.get("MEDVISION_UPDATE_SCREENSHOTS") == "1"
 #: README screenshots above this size are re-encoded with a 256-colour palette.
 SCREENSHOT_MAX_BYTES = 300_000
 DX_SIZE = 1024
-#: Big enough for the README screenshot to show anatomy-like shading, small enough for the
-#: tiny network's sliding window to read it in a few seconds on two cores.
+#: Big enough for the step screenshots to show shading, small enough for the tiny network's
+#: sliding window to read it in a few seconds on two cores.
 MRI_SHAPE = (64, 64, 40)
 
 
@@ -130,7 +131,8 @@ def workstation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workstatio
         _missing_tool(missing)
     assert node is not None and chromium is not None
     ensure_web_build(node)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this run's step screenshots only
+    ARTIFACTS.mkdir(parents=True)
 
     scratch = tmp_path_factory.mktemp("workstation")
     with WorkstationStack(scratch) as stack:
@@ -175,6 +177,9 @@ def test_mri_segmentation_toggles_and_mask_edit(workstation: Workstation) -> Non
     assert decision is not None and decision["action"] == "edit", finding
     assert decision["username"] == workstation.stack.radiologist.username
     assert decision["reason"]
+    # A stored mask (by hash) whose region volumes differ from the AI's: the stroke was saved.
+    assert decision["mask_sha256"], decision
+    assert decision["volumes_ml"] != finding["volumes_ml"], (decision, finding["volumes_ml"])
     if UPDATE_SCREENSHOTS:
         shrink_screenshots(["mri-segmentation.png"])
 
