@@ -6,10 +6,10 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from control.errors import ConfigurationError
 
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     job_backoff_max_s: float = Field(default=300.0, gt=0)
     job_lease_s: float = Field(default=120.0, ge=1, description="a dead worker's job is retaken")
     cache_ttl_s: int = Field(default=600, ge=1, description="rendered images and metadata")
+    audit_checkpoint_s: float = Field(
+        default=60.0, gt=0, description="a signed audit checkpoint at most this often"
+    )
 
     route_chest_modalities: list[str] = ["CR", "DX"]
     route_chest_body_parts: list[str] = ["CHEST", "THORAX", "LUNG", "CHEST_LAT", ""]
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400)
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     login_window_s: int = Field(default=300, ge=1, le=86_400)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="addresses/networks whose X-Forwarded-For is believed (comma-separated)",
+    )
 
     max_request_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
@@ -92,6 +99,17 @@ class Settings(BaseSettings):
         if value is not None and len(value) < 32:
             raise ValueError("must be at least 32 characters")
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        from control.http.client_address import parse_networks
+
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            items = [str(item).strip() for item in items if str(item).strip()]
+            parse_networks(tuple(items))
+        return items
 
     @field_validator("redis_url")
     @classmethod
@@ -139,9 +157,16 @@ class Settings(BaseSettings):
     def storage_dir(self) -> Path:
         return self.data_dir / "objects"
 
-    def key(self, purpose: Literal["jwt", "deid", "link"]) -> bytes:
-        """The key for one purpose: the explicit setting, else derived from the secret key."""
-        explicit = {"jwt": self.secret_key, "deid": self.deid_key, "link": self.link_key}[purpose]
+    def key(self, purpose: Literal["jwt", "deid", "link", "audit-hmac", "audit-signing"]) -> bytes:
+        """The key for one purpose: the explicit setting, else derived from the secret key.
+
+        The audit keys (``audit-hmac`` chains the audit log, ``audit-signing`` is the Ed25519
+        seed of its checkpoints) are always derived: they live where the secret key lives,
+        never in the database (see control.domain.audit.chain.AuditKeys).
+        """
+        explicit = {"jwt": self.secret_key, "deid": self.deid_key, "link": self.link_key}.get(
+            purpose
+        )
         if explicit:
             return explicit.encode()
         from cryptography.hazmat.primitives import hashes

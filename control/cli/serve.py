@@ -35,4 +35,7 @@ def serve(
         access_log=False,
         # No "server: uvicorn" header: the software and its version are nobody's business.
         server_header=False,
+        # Forwarded headers are read by the app, only from MEDVISION_TRUSTED_PROXIES
+        # (control.http.client_address); uvicorn's own handling would believe any peer's.
+        proxy_headers=False,
     )

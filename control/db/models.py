@@ -21,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -85,15 +87,24 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
 
 
 class User(UUIDAuditBase):
-    """A person or a service account. Integration accounts log in with client credentials."""
+    """A person or a service account. Integration accounts log in with client credentials.
+
+    Usernames keep the case they were created with but are unique without regard to case
+    (``uq_users_username_lower``): "Admin" and "admin" would otherwise be two accounts that
+    look alike to people and share one login-throttle key.
+    """
 
     __tablename__ = "users"
+    __table_args__ = (Index("uq_users_username_lower", func.lower(text("username")), unique=True),)
 
     username: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     full_name: Mapped[str | None] = mapped_column(String(255), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Bumped by a password change, disable, re-enable or role change; every token carries
+    #: the value it was issued under, and one from an older generation is refused.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RefreshToken(UUIDAuditBase):
@@ -103,6 +114,9 @@ class RefreshToken(UUIDAuditBase):
 
     jti: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    #: Every refresh token rotated out of one login shares the login's family; presenting a
+    #: rotated (already used) token revokes the whole family.
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
@@ -353,3 +367,6 @@ class AuditHead(BigIntBase):
     __tablename__ = "audit_head"
 
     entries: Mapped[int] = mapped_column(Integer, default=0)
+    #: Entries with a smaller id were chained before the chain was keyed (plain SHA-256, see
+    #: migration 0005); the signed checkpoints pin this value (control.domain.audit).
+    keyed_from: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

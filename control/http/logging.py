@@ -13,7 +13,7 @@ import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
@@ -47,12 +47,26 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
 
 
 def ensure_request_id(scope: Scope) -> str:
-    """This request's id: the client's ``X-Request-ID`` when well formed, else a new one."""
+    """This request's id, always made here (32 hex digits).
+
+    The id goes into audit entries and error bodies, so a caller must not choose it: an
+    unauthenticated client could otherwise make its requests look like someone else's or
+    plant text in the audit log. What the client sent as ``X-Request-ID`` is kept apart
+    (``client_request_id``) for correlating with its own logs.
+    """
     state = scope.setdefault("state", {})
     if "request_id" not in state:
-        incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
-        state["request_id"] = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        state["request_id"] = uuid.uuid4().hex
     return str(state["request_id"])
+
+
+def client_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` when it is 1-64 of ``[A-Za-z0-9._-]``, else None."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"x-request-id":
+            incoming = value.decode("latin-1")
+            return incoming if _VALID_REQUEST_ID.fullmatch(incoming) else None
+    return None
 
 
 async def add_request_id_header(message: Message, scope: Scope) -> None:
@@ -78,6 +92,8 @@ class RequestIdMiddleware:
             return
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=ensure_request_id(scope))
+        if (client_id := client_request_id(scope)) is not None:
+            structlog.contextvars.bind_contextvars(client_request_id=client_id)
         started = time.perf_counter()
         status = 500
 

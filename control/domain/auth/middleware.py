@@ -8,7 +8,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy import select
 
-from control.db.models import RevokedToken, Role, User
+from control.db.models import RevokedToken, User
 from control.domain.auth.identity import AuthUser
 from control.domain.auth.tokens import TokenCodec
 from control.errors import AuthenticationError
@@ -43,7 +43,13 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             raise AuthenticationError("account is disabled or unknown", code="invalid_token")
         if revoked is not None:
             raise AuthenticationError("token has been revoked", code="token_revoked")
-        if user.role != Role(claims.role):
+        if claims.generation != user.token_generation:
+            # A password change, disable, re-enable or role change since it was issued.
+            raise AuthenticationError(
+                "the account changed since the token was issued; log in again",
+                code="token_revoked",
+            )
+        if user.role != claims.role:
             raise AuthenticationError(
                 "role changed since the token was issued", code="invalid_token"
             )

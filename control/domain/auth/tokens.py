@@ -12,6 +12,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from control.db.models import Role
 from control.errors import AuthenticationError
 
 ISSUER = "medvision"
@@ -25,10 +26,13 @@ class TokenClaims:
 
     subject: str
     username: str
-    role: str
+    role: Role
     token_type: TokenType
     jti: str
     expires_at: int
+    #: The user's ``token_generation`` when the token was issued; a password change, disable,
+    #: re-enable or role change bumps the user's, which ends every token issued before it.
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,18 @@ class TokenCodec:
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
 
-    def issue(self, subject: str, username: str, role: str, token_type: TokenType) -> IssuedToken:
-        """A signed token of ``token_type`` for the user, with a fresh id and the configured TTL."""
+    def issue(
+        self,
+        subject: str,
+        username: str,
+        role: str,
+        token_type: TokenType,
+        generation: int = 0,
+    ) -> IssuedToken:
+        """A signed token of ``token_type`` for the user, with a fresh id and the configured TTL.
+
+        ``generation`` is the user's token generation now (see ``TokenClaims.generation``).
+        """
         now = int(time.time())
         ttl = self.access_ttl_s if token_type == "access" else self.refresh_ttl_s
         jti = secrets.token_hex(16)
@@ -58,6 +72,7 @@ class TokenCodec:
             "role": role,
             "typ": token_type,
             "jti": jti,
+            "gen": generation,
             "iat": now,
             "nbf": now,
             "exp": now + ttl,
@@ -70,8 +85,10 @@ class TokenCodec:
     def verify(self, token: str, expected_type: TokenType) -> TokenClaims:
         """The claims of a valid, unexpired token of ``expected_type``, else AuthenticationError.
 
-        Unsigned (``alg: none``), other algorithms, a wrong key, tampering, expiry and a token
-        of the other type are all rejected.
+        Unsigned (``alg: none``), other algorithms, a wrong key, tampering, expiry, a token of
+        the other type and claims of the wrong shape (a role that is not a role, a generation
+        that is not a number) are all rejected. Tokens issued before generations existed carry
+        no ``gen`` and count as generation 0.
         """
         try:
             decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
@@ -93,11 +110,21 @@ class TokenCodec:
         except (ValueError, TypeError, KeyError):
             raise AuthenticationError("malformed token", code="invalid_token") from None
         claims = decoded.claims
-        return TokenClaims(
-            subject=str(claims["sub"]),
-            username=str(claims.get("name", "")),
-            role=str(claims["role"]),
-            token_type=expected_type,
-            jti=str(claims["jti"]),
-            expires_at=int(claims["exp"]),
-        )
+        generation = claims.get("gen", 0)
+        try:
+            # A signed token is ours, but a claim of the wrong shape (a key that leaked into an
+            # older or foreign issuer, a bug) must still end in 401, never in a crash later.
+            role = Role(claims["role"])
+            if not isinstance(generation, int) or isinstance(generation, bool):
+                raise ValueError("gen")
+            return TokenClaims(
+                subject=str(claims["sub"]),
+                username=str(claims.get("name", "")),
+                role=role,
+                token_type=expected_type,
+                jti=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+                generation=generation,
+            )
+        except (ValueError, TypeError):
+            raise AuthenticationError("malformed token claims", code="invalid_token") from None

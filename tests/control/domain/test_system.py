@@ -38,16 +38,24 @@ async def test_ready_reports_an_unreachable_store(settings, s3_server):
     assert checks["storage"]["ok"] is False
 
 
-async def test_request_id_is_echoed_and_logged_as_json(client, capsys):
+async def test_request_id_is_made_by_the_server_and_logged_as_json(client, capsys):
     response = await client.get("/health", headers={"X-Request-ID": "trace-123"})
-    assert response.headers["x-request-id"] == "trace-123"
+    server_id = response.headers["x-request-id"]
+    assert server_id != "trace-123"
+    assert len(server_id) == 32
     generated = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert generated.headers["x-request-id"] != "bad id with spaces"
     assert len(generated.headers["x-request-id"]) == 32
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     access = [r for r in records if r.get("event") == "request" and r.get("path") == "/health"]
-    assert any(r["request_id"] == "trace-123" and r["status"] == 200 for r in access)
+    # The client's own id is kept beside the server's, for correlating with its logs.
+    assert any(
+        r["request_id"] == server_id
+        and r["client_request_id"] == "trace-123"
+        and r["status"] == 200
+        for r in access
+    )
 
 
 async def test_errors_carry_codes_and_request_ids(client, accounts):
