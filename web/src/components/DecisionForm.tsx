@@ -5,7 +5,7 @@ import { forwardRef, useImperativeHandle, useState } from "react";
 import { api, unwrap } from "../api/client";
 import { ApiError } from "../api/errors";
 import type { DecisionAction, FindingOut } from "../api/types";
-import { aiPositiveLabels, decisionRequest } from "../lib/decisions";
+import { aiPositiveLabels, decisionRequest, modelLabels } from "../lib/decisions";
 import { ErrorMessage } from "./ErrorMessage";
 
 export interface DecisionFormHandle {
@@ -98,7 +98,7 @@ export const DecisionForm = forwardRef<DecisionFormHandle, Props>(function Decis
                 <fieldset>
                   <legend className="mb-1 text-xs text-muted">Corrected labels</legend>
                   <div className="grid grid-cols-2 gap-x-2">
-                    {finding.labels.map((label) => (
+                    {modelLabels(finding).map((label) => (
                       <label key={label} className="flex items-center gap-1 text-xs">
                         <input
                           type="checkbox"

@@ -12,9 +12,13 @@ describe("label rows", () => {
     expect(rows[1]?.threshold).toBe(0.6);
   });
 
-  it("AI positives keep the model's label order", () => {
-    const f = finding({ probabilities: { Atelectasis: 0.7, Cardiomegaly: 0.9, Effusion: 0.1 } });
+  it("AI positives are the model's own calls, in the model's label order", () => {
+    const f = finding({ labels: ["Cardiomegaly", "Atelectasis"], probabilities: { Atelectasis: 0.7, Cardiomegaly: 0.9, Effusion: 0.1 } });
     expect(aiPositiveLabels(f)).toEqual(["Atelectasis", "Cardiomegaly"]);
+  });
+
+  it("list every scored label, not only the positive ones", () => {
+    expect(labelRows(finding({ labels: [] })).map((r) => r.label).sort()).toEqual(["Atelectasis", "Cardiomegaly", "Effusion"]);
   });
 });
 

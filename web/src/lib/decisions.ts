@@ -8,19 +8,32 @@ export interface LabelRow {
   positive: boolean;
 }
 
-/** The finding's labels, positives first, each group by falling probability. */
-export function labelRows(finding: Pick<FindingOut, "labels" | "probabilities" | "thresholds">): LabelRow[] {
-  const rows = finding.labels.map((label) => {
-    const probability = finding.probabilities[label] ?? 0;
-    const threshold = finding.thresholds[label] ?? 0.5;
-    return { label, probability, threshold, positive: probability >= threshold };
-  });
+type Scored = Pick<FindingOut, "labels" | "probabilities" | "thresholds" | "cam_labels">;
+
+/** Every label the model scores, in the model's order (a finding's ``labels`` holds only
+ * the positive ones; its ``probabilities`` hold all of them, in that order). */
+export function modelLabels(finding: Scored): string[] {
+  const scored = Object.keys(finding.probabilities);
+  return scored.length > 0 ? scored : finding.cam_labels;
+}
+
+/** The finding's labels, positives first, each group by falling probability. Positive is
+ * the model's own call (its POSITIVE output at the operating thresholds). */
+export function labelRows(finding: Scored): LabelRow[] {
+  const positives = new Set(finding.labels);
+  const rows = modelLabels(finding).map((label) => ({
+    label,
+    probability: finding.probabilities[label] ?? 0,
+    threshold: finding.thresholds[label] ?? 0.5,
+    positive: positives.has(label),
+  }));
   return rows.sort((a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability);
 }
 
 /** The labels the AI called positive, in the model's label order. */
-export function aiPositiveLabels(finding: Pick<FindingOut, "labels" | "probabilities" | "thresholds">): string[] {
-  return finding.labels.filter((label) => (finding.probabilities[label] ?? 0) >= (finding.thresholds[label] ?? 0.5));
+export function aiPositiveLabels(finding: Scored): string[] {
+  const positives = new Set(finding.labels);
+  return modelLabels(finding).filter((label) => positives.has(label));
 }
 
 export interface DecisionDraft {
@@ -42,7 +55,7 @@ export function decisionRequest(finding: FindingOut, draft: DecisionDraft): { re
     reason: reason || null,
     note: draft.note.trim() || null,
     supersedes: finding.current_decision?.id ?? null,
-    labels: draft.action === "edit" ? finding.labels.filter((l) => draft.labels.includes(l)) : null,
+    labels: draft.action === "edit" ? modelLabels(finding).filter((l) => draft.labels.includes(l)) : null,
   };
   return { request };
 }

@@ -7,7 +7,7 @@ export function finding(overrides: Partial<FindingOut> = {}): FindingOut {
     kind: "classification",
     subject: "instance",
     instance_id: "i1",
-    labels: ["Atelectasis", "Cardiomegaly", "Effusion"],
+    labels: ["Cardiomegaly"],
     probabilities: { Atelectasis: 0.2, Cardiomegaly: 0.9, Effusion: 0.55 },
     thresholds: { Atelectasis: 0.5, Cardiomegaly: 0.5, Effusion: 0.6 },
     cam_labels: ["Atelectasis", "Cardiomegaly", "Effusion"],
