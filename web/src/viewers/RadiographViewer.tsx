@@ -66,6 +66,7 @@ export function RadiographViewer({ caseId, instance, finding, overlay }: Radiogr
         if (windowRef.current) windowRef.current.textContent = formatWindow(range);
       },
       measurements: (count: number) => setMeasurements(count),
+      rebuild: () => setAttempt((n) => n + 1),
     };
     const url = instanceFileUrl(caseId, instanceId);
     const scenePromise = import("./radiograph/scene").then(async ({ RadiographScene }) => {

@@ -13,9 +13,11 @@ import {
   Enums,
   eventTarget,
   getRenderingCapabilities,
+  getShouldUseCPURendering,
   init as initCore,
   metaData,
   RenderingEngine,
+  setUseCPURendering,
   type StackViewport,
   type Types,
 } from "@cornerstonejs/core";
@@ -40,23 +42,28 @@ const { MouseBindings } = ToolEnums;
 const TOOLS = [PanTool, ZoomTool, WindowLevelTool, LengthTool];
 
 let started: Promise<void> | null = null;
-let engine: RenderingEngine | null = null;
 let scenes = 0;
+const liveScenes = new Set<RadiographScene>();
+
 
 /**
  * Initialises Cornerstone core, the DICOM image loader (its decode worker) and the tools, once.
  *
  * Rendering: Cornerstone's CPU path where WebGL is a software rasteriser (SwiftShader,
- * llvmpipe — headless Chromium with --disable-gpu, or a workstation without a usable GPU),
- * WebGL otherwise. Measured here in headless Chromium on a 2048² 16-bit DX in a 1280×720 page:
- * window/level drag ran at 29–36 fps with WebGL (every frame re-renders through SwiftShader)
- * and at 41–58 fps on the CPU path (a 64 k-entry LUT over the pixels and one canvas draw), and
- * the first frame after the image was decoded took ~65 ms with WebGL (texture upload) against
- * ~40 ms on the CPU. A real GPU reverses that, so the choice follows the rasteriser.
+ * llvmpipe — headless Chromium with --disable-gpu, or a workstation without a usable GPU) and
+ * the page is at 1 dppx; WebGL otherwise. Measured here in headless Chromium (2 shared cores)
+ * on a 2048² 16-bit DX in a 1280×720 page, bench-ui-open.mjs: window/level drag ran at
+ * 26–41 fps with WebGL (each frame is rasterised by SwiftShader and read back, ~30 ms) and at
+ * 32–60 fps on the CPU path (a LUT over the pixels and one canvas draw, ~17 ms); the first
+ * frame after decoding took ~65 ms with WebGL (texture upload) and ~40 ms on the CPU. A real
+ * GPU reverses that, so the choice follows the rasteriser. Cornerstone's CPU path draws at the
+ * wrong scale when a CSS pixel is not one device pixel (HiDPI screens, browser zoom), so when
+ * the pixel ratio leaves 1 (checked before each scene and after each render) Cornerstone is
+ * switched to WebGL and the live scenes are rebuilt.
  */
 export function startCornerstone(): Promise<void> {
   started ??= (async () => {
-    const useCPURendering = getRenderingCapabilities().softwareRasterizer;
+    const useCPURendering = getRenderingCapabilities().softwareRasterizer && window.devicePixelRatio === 1;
     // One WebGL context is enough: the workstation shows one radiograph at a time.
     initCore({ rendering: { useCPURendering, webGlContextCount: 1 }, debug: {} });
     // One decode worker: uncompressed frames are only copied, and these machines have 2 cores.
@@ -66,6 +73,40 @@ export function startCornerstone(): Promise<void> {
     metaData.addProvider(calibrationForCpuPath, 10_000);
   })();
   return started;
+}
+
+/** When the CPU path is in use but a CSS pixel is no longer one device pixel: new scenes
+ * render with WebGL, the live ones are rebuilt. */
+function checkPixelRatio(): void {
+  if (!getShouldUseCPURendering() || window.devicePixelRatio === 1) return;
+  setUseCPURendering(false, false);
+  for (const scene of liveScenes) scene.renderingChanged();
+}
+
+/** The rendering engine of the current mode (CPU or WebGL), shared by the scenes; an engine of
+ * the other mode is destroyed once its last scene is. */
+interface EngineSlot {
+  engine: RenderingEngine;
+  cpu: boolean;
+  scenes: number;
+}
+let current: EngineSlot | null = null;
+let engines = 0;
+
+function acquireEngine(): EngineSlot {
+  const cpu = getShouldUseCPURendering();
+  if (!current || current.cpu !== cpu) {
+    if (current && current.scenes === 0) current.engine.destroy();
+    engines += 1;
+    current = { engine: new RenderingEngine(`medvision-radiograph-${engines}`), cpu, scenes: 0 };
+  }
+  current.scenes += 1;
+  return current;
+}
+
+function releaseEngine(slot: EngineSlot): void {
+  slot.scenes -= 1;
+  if (slot !== current && slot.scenes === 0) slot.engine.destroy();
 }
 
 /** The image ids this viewer registers (``wadouri:`` + the API's instance file route). */
@@ -83,11 +124,6 @@ function calibrationForCpuPath(type: string, imageId: unknown): unknown {
   return metaData.get("calibratedPixelSpacing", imageId);
 }
 
-function renderingEngine(): RenderingEngine {
-  engine ??= new RenderingEngine("medvision-radiograph");
-  return engine;
-}
-
 /** What a scene reports to the React component (outside React's render cycle). */
 export interface SceneListener {
   /** After every render of the viewport (Cornerstone's IMAGE_RENDERED). */
@@ -96,6 +132,8 @@ export interface SceneListener {
   voi(range: VoiRange): void;
   /** The number of length measurements on the image changed. */
   measurements(count: number): void;
+  /** The rendering mode changed under the scene: destroy it and create a new one. */
+  rebuild(): void;
 }
 
 /** An image that could not be decoded or shown, with a stable code for the error message (an
@@ -138,15 +176,17 @@ export class RadiographScene {
 
   private constructor(
     private readonly host: HTMLDivElement,
+    private readonly slot: EngineSlot,
     private readonly viewportId: string,
     private readonly viewport: StackViewport,
     private readonly listener: SceneListener,
   ) {
+    liveScenes.add(this);
     this.toolGroupId = `${viewportId}-tools`;
     const tools = ToolGroupManager.createToolGroup(this.toolGroupId);
     if (!tools) throw new ImageLoadError("viewer_failed", `the tool group ${this.toolGroupId} exists already`);
     for (const tool of TOOLS) tools.addTool(tool.toolName);
-    tools.addViewport(viewportId, renderingEngine().id);
+    tools.addViewport(viewportId, slot.engine.id);
     tools.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
     tools.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     tools.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }, { mouseButton: MouseBindings.Auxiliary }] });
@@ -175,11 +215,12 @@ export class RadiographScene {
   /** A scene on ``host`` (an empty element filling the viewer's image area). */
   static async create(host: HTMLDivElement, listener: SceneListener): Promise<RadiographScene> {
     await startCornerstone();
+    checkPixelRatio();
     scenes += 1;
     const viewportId = `radiograph-${scenes}`;
-    const engine = renderingEngine();
-    engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element: host, defaultOptions: { background: [0, 0, 0] } });
-    return new RadiographScene(host, viewportId, engine.getViewport(viewportId) as StackViewport, listener);
+    const slot = acquireEngine();
+    slot.engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element: host, defaultOptions: { background: [0, 0, 0] } });
+    return new RadiographScene(host, slot, viewportId, slot.engine.getViewport(viewportId) as StackViewport, listener);
   }
 
   /**
@@ -344,8 +385,17 @@ export class RadiographScene {
     this.drawnCam = cam;
   }
 
+  /** Called when Cornerstone's rendering mode changed: the owner rebuilds the scene. */
+  renderingChanged(): void {
+    if (this.destroyed) return;
+    cancelAnimationFrame(this.resizeFrame);
+    this.resizeObserver.disconnect();
+    this.listener.rebuild();
+  }
+
   private onRendered = () => {
     if (this.destroyed) return;
+    checkPixelRatio();
     this.drawOverlay();
     this.listener.rendered();
     if (this.firstFrame && this.viewport.getCornerstoneImage()) {
@@ -369,7 +419,7 @@ export class RadiographScene {
   private onResize = () => {
     cancelAnimationFrame(this.resizeFrame);
     this.resizeFrame = requestAnimationFrame(() => {
-      if (!this.destroyed) renderingEngine().resize(true, true);
+      if (!this.destroyed) this.slot.engine.resize(true, true);
     });
   };
 
@@ -388,7 +438,9 @@ export class RadiographScene {
     eventTarget.removeEventListener(ToolEnums.Events.ANNOTATION_REMOVED, this.onAnnotations);
     this.removeMeasurements();
     ToolGroupManager.destroyToolGroup(this.toolGroupId);
-    renderingEngine().disableElement(this.viewportId);
+    this.slot.engine.disableElement(this.viewportId);
+    releaseEngine(this.slot);
+    liveScenes.delete(this);
     this.overlay.remove();
     if (this.imageId) {
       if (cache.getImageLoadObject(this.imageId)) cache.removeImageLoadObject(this.imageId, { force: true });
