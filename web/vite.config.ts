@@ -18,8 +18,20 @@ export default defineConfig({
   // Cornerstone's DICOM image loader decodes in module workers that load WebAssembly codecs.
   worker: { format: "es" },
   optimizeDeps: {
+    // Not pre-bundled: the loader finds its worker and the codecs' .wasm files with
+    // new URL(..., import.meta.url), which must stay relative to its own files.
     exclude: ["@cornerstonejs/dicom-image-loader"],
-    include: ["dicom-parser"],
+    // ...so its CommonJS dependencies are pre-bundled here by name, or the dev server would
+    // serve them as they are (the Emscripten codec factories have no ES default export).
+    include: [
+      "dicom-parser",
+      "pako",
+      "@cornerstonejs/codec-charls/decodewasmjs",
+      "@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs",
+      "@cornerstonejs/codec-libjxl/decodewasmjs",
+      "@cornerstonejs/codec-openjpeg/decodewasmjs",
+      "@cornerstonejs/codec-openjph/wasmjs",
+    ],
   },
   server: {
     proxy: { "/api": api, "/health": api, "/ready": api, "/schema": api },

@@ -1,5 +1,5 @@
 /**
- * The Cornerstone3D side of the radiograph viewer: one StackViewport on a host element, its
+ * The Cornerstone3D side of the radiograph viewer: one StackViewport in a host element, its
  * tools (pan, zoom, window/level, length), and the heat map canvas layered over the image.
  *
  * This module is loaded on demand (RadiographViewer imports it dynamically), so Cornerstone's
@@ -175,7 +175,8 @@ export class RadiographScene {
   private destroyed = false;
 
   private constructor(
-    private readonly host: HTMLDivElement,
+    /** The scene's own element (Cornerstone's viewport element), inside the host. */
+    private readonly element: HTMLDivElement,
     private readonly slot: EngineSlot,
     private readonly viewportId: string,
     private readonly viewport: StackViewport,
@@ -199,28 +200,35 @@ export class RadiographScene {
     this.overlay.dataset.visible = "false";
     this.overlay.setAttribute("aria-hidden", "true");
     Object.assign(this.overlay.style, { position: "absolute", left: "0", top: "0", width: "100%", height: "100%", pointerEvents: "none", visibility: "hidden" });
-    const canvas = host.querySelector("canvas.cornerstone-canvas");
+    const canvas = element.querySelector("canvas.cornerstone-canvas");
     if (canvas) canvas.after(this.overlay);
-    else host.append(this.overlay);
+    else element.append(this.overlay);
 
-    host.addEventListener(Enums.Events.IMAGE_RENDERED, this.onRendered);
-    host.addEventListener(Enums.Events.VOI_MODIFIED, this.onVoi);
-    host.addEventListener("contextmenu", this.onContextMenu);
+    element.addEventListener(Enums.Events.IMAGE_RENDERED, this.onRendered);
+    element.addEventListener(Enums.Events.VOI_MODIFIED, this.onVoi);
+    element.addEventListener("contextmenu", this.onContextMenu);
     eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, this.onAnnotations);
     eventTarget.addEventListener(ToolEnums.Events.ANNOTATION_REMOVED, this.onAnnotations);
     this.resizeObserver = new ResizeObserver(this.onResize);
-    this.resizeObserver.observe(host);
+    this.resizeObserver.observe(element);
   }
 
-  /** A scene on ``host`` (an empty element filling the viewer's image area). */
-  static async create(host: HTMLDivElement, listener: SceneListener): Promise<RadiographScene> {
+  /**
+   * A scene filling ``host`` (a positioned element). It draws into an element of its own, so a
+   * scene still being torn down (an image switch, React's double effects in development)
+   * never shares Cornerstone's element, canvas or SVG layer with the next one.
+   */
+  static async create(host: HTMLElement, listener: SceneListener): Promise<RadiographScene> {
     await startCornerstone();
     checkPixelRatio();
     scenes += 1;
     const viewportId = `radiograph-${scenes}`;
+    const element = document.createElement("div");
+    Object.assign(element.style, { position: "absolute", inset: "0" });
+    host.append(element);
     const slot = acquireEngine();
-    slot.engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element: host, defaultOptions: { background: [0, 0, 0] } });
-    return new RadiographScene(host, slot, viewportId, slot.engine.getViewport(viewportId) as StackViewport, listener);
+    slot.engine.enableElement({ viewportId, type: Enums.ViewportType.STACK, element, defaultOptions: { background: [0, 0, 0] } });
+    return new RadiographScene(element, slot, viewportId, slot.engine.getViewport(viewportId) as StackViewport, listener);
   }
 
   /**
@@ -336,7 +344,7 @@ export class RadiographScene {
   }
 
   private lengthAnnotations() {
-    return (annotation.state.getAnnotations(LengthTool.toolName, this.host) ?? []).filter((a) => a.metadata?.referencedImageId === this.imageId);
+    return (annotation.state.getAnnotations(LengthTool.toolName, this.element) ?? []).filter((a) => a.metadata?.referencedImageId === this.imageId);
   }
 
   /** The coloured heat map to stretch over the whole image, or null for none. */
@@ -431,9 +439,9 @@ export class RadiographScene {
     this.firstFrame = null;
     cancelAnimationFrame(this.resizeFrame);
     this.resizeObserver.disconnect();
-    this.host.removeEventListener(Enums.Events.IMAGE_RENDERED, this.onRendered);
-    this.host.removeEventListener(Enums.Events.VOI_MODIFIED, this.onVoi);
-    this.host.removeEventListener("contextmenu", this.onContextMenu);
+    this.element.removeEventListener(Enums.Events.IMAGE_RENDERED, this.onRendered);
+    this.element.removeEventListener(Enums.Events.VOI_MODIFIED, this.onVoi);
+    this.element.removeEventListener("contextmenu", this.onContextMenu);
     eventTarget.removeEventListener(ToolEnums.Events.ANNOTATION_COMPLETED, this.onAnnotations);
     eventTarget.removeEventListener(ToolEnums.Events.ANNOTATION_REMOVED, this.onAnnotations);
     this.removeMeasurements();
@@ -441,7 +449,7 @@ export class RadiographScene {
     this.slot.engine.disableElement(this.viewportId);
     releaseEngine(this.slot);
     liveScenes.delete(this);
-    this.overlay.remove();
+    this.element.remove();
     if (this.imageId) {
       if (cache.getImageLoadObject(this.imageId)) cache.removeImageLoadObject(this.imageId, { force: true });
       // The registered Part-10 file (and what was derived from it) would otherwise stay in
