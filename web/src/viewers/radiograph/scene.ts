@@ -44,7 +44,8 @@ const TOOLS = [PanTool, ZoomTool, WindowLevelTool, LengthTool];
 let started: Promise<void> | null = null;
 let scenes = 0;
 const liveScenes = new Set<RadiographScene>();
-
+/** The image ids the live scenes show, and by how many scenes. */
+const shownImageIds = new Map<string, number>();
 
 /**
  * Initialises Cornerstone core, the DICOM image loader (its decode worker) and the tools, once.
@@ -109,9 +110,6 @@ function releaseEngine(slot: EngineSlot): void {
   if (slot !== current && slot.scenes === 0) slot.engine.destroy();
 }
 
-/** The image ids this viewer registers (``wadouri:`` + the API's instance file route). */
-const IMAGE_ID_PREFIX = "wadouri:/api/cases/";
-
 /**
  * Cornerstone's CPU path takes a stack image's calibration from the calibration module only;
  * its WebGL path also reads ``calibratedPixelSpacing`` (Pixel Spacing / Imager Pixel Spacing
@@ -120,7 +118,7 @@ const IMAGE_ID_PREFIX = "wadouri:/api/cases/";
  * same calibration object is handed to both paths.
  */
 function calibrationForCpuPath(type: string, imageId: unknown): unknown {
-  if (type !== "calibrationModule" || typeof imageId !== "string" || !imageId.startsWith(IMAGE_ID_PREFIX)) return undefined;
+  if (type !== "calibrationModule" || typeof imageId !== "string" || !shownImageIds.has(imageId)) return undefined;
   return metaData.get("calibratedPixelSpacing", imageId);
 }
 
@@ -243,6 +241,7 @@ export class RadiographScene {
    */
   async show(bytes: ArrayBuffer, imageId: string): Promise<void> {
     this.imageId = imageId;
+    shownImageIds.set(imageId, (shownImageIds.get(imageId) ?? 0) + 1);
     try {
       await prefetchPart10Instance(imageId, bytes);
       if (this.destroyed) return;
@@ -431,8 +430,8 @@ export class RadiographScene {
     });
   };
 
-  /** Disables the viewport and its tool group, removes the overlay and drops the image from
-   * Cornerstone's image cache and metadata store: nothing of this scene stays behind. */
+  /** Disables the viewport and its tool group, removes the scene's element and releases the
+   * image: nothing of this scene stays behind. */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
@@ -450,11 +449,20 @@ export class RadiographScene {
     releaseEngine(this.slot);
     liveScenes.delete(this);
     this.element.remove();
-    if (this.imageId) {
-      if (cache.getImageLoadObject(this.imageId)) cache.removeImageLoadObject(this.imageId, { force: true });
-      // The registered Part-10 file (and what was derived from it) would otherwise stay in
-      // the metadata store for the page's life: megabytes per image opened.
-      metadataUtilities.clearTypedCacheData(MetadataEnums.MetadataModules.NATURALIZED, this.imageId);
+    if (this.imageId) this.releaseImage(this.imageId);
+  }
+
+  /** Drops the image from Cornerstone's image cache and metadata store once no scene shows it
+   * (the registered Part-10 file would otherwise stay for the page's life: megabytes per
+   * image opened). */
+  private releaseImage(imageId: string): void {
+    const showing = (shownImageIds.get(imageId) ?? 1) - 1;
+    if (showing > 0) {
+      shownImageIds.set(imageId, showing);
+      return;
     }
+    shownImageIds.delete(imageId);
+    if (cache.getImageLoadObject(imageId)) cache.removeImageLoadObject(imageId, { force: true });
+    metadataUtilities.clearTypedCacheData(MetadataEnums.MetadataModules.NATURALIZED, imageId);
   }
 }
