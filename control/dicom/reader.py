@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from control.config import Settings
 
 __all__ = [
+    "MAX_SEQUENCE_DEPTH",
     "SUPPORTED_SOP_CLASSES",
     "ParsedDicom",
     "UploadLimits",
@@ -78,6 +79,9 @@ _REQUIRED_ATTRIBUTES = (
     "Columns",
     "BitsAllocated",
 )
+#: Deepest sequence nesting accepted. Image objects nest a few levels (Enhanced MR/CT
+#: functional groups reach about four); nothing MedVision accepts legitimately nears this.
+MAX_SEQUENCE_DEPTH = 16
 _VALID_BITS_ALLOCATED = frozenset({1, 8, 16, 32, 64})
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _DELIMITER_ITEM_LENGTH = 8  # (FFFE,E0DD) tag and its zero length
@@ -152,6 +156,8 @@ def read_dicom(data: bytes, filename: str, limits: UploadLimits) -> ParsedDicom:
     * ``InvalidInputError("truncated_dicom")`` when parsing stops part-way, any element is
       shorter than its declared length, or native pixel data is shorter than the image
       header requires;
+    * ``InvalidInputError("sequence_too_deep")`` when sequences nest deeper than
+      :data:`MAX_SEQUENCE_DEPTH`;
     * ``UnsupportedMediaError("unsupported_sop_class")`` for SOP classes outside
       :data:`SUPPORTED_SOP_CLASSES`;
     * ``InvalidInputError("no_pixel_data")`` without (Float/DoubleFloat) Pixel Data;
@@ -230,6 +236,9 @@ def _parse(data: bytes, filename: str, has_preamble: bool) -> pydicom.Dataset:
             code="not_dicom",
             detail={"filename": filename},
         ) from exc
+    except RecursionError as exc:
+        # pydicom parses undefined-length sequences recursively, one level per nesting.
+        raise _too_deep(filename) from exc
     except Exception as exc:  # pydicom signals damage with many exception types
         raise _truncated(filename, f"parsing failed: {exc}") from exc
     # pydicom drops every element of the data set when the file ends inside an
@@ -242,6 +251,8 @@ def _parse(data: bytes, filename: str, has_preamble: bool) -> pydicom.Dataset:
         _check_fully_consumed(dataset, len(data), filename)
     try:
         _check_complete(dataset)
+    except _TooDeepError as exc:
+        raise _too_deep(filename) from exc
     except _TruncatedError as exc:
         raise _truncated(filename, str(exc)) from exc
     except Exception as exc:  # value conversion signals damage with many exception types
@@ -266,23 +277,44 @@ class _TruncatedError(Exception):
     """An element holds fewer bytes than its header declares."""
 
 
+class _TooDeepError(Exception):
+    """Sequences nest deeper than :data:`MAX_SEQUENCE_DEPTH`."""
+
+
 def _check_complete(dataset: pydicom.Dataset) -> None:
-    """Check declared lengths of all elements, converting each (sequences recursively)."""
-    for tag in list(dataset.keys()):
-        element = dataset.get_item(tag)
-        if (
-            isinstance(element, RawDataElement)
-            and element.length != _UNDEFINED_LENGTH
-            and element.value is not None
-            and len(element.value) < element.length
-        ):
-            raise _TruncatedError(
-                f"element {tag} declares {element.length} bytes but holds {len(element.value)}"
-            )
-        converted = dataset[tag]
-        if converted.VR == "SQ":
-            for item in converted.value:
-                _check_complete(item)
+    """Check declared lengths of all elements, converting each, sequence items included.
+
+    The walk is iterative and refuses nesting beyond :data:`MAX_SEQUENCE_DEPTH`: every later
+    step (de-identification's copy, writing, the viewer) recurses per level, and a file
+    nested hundreds of levels deep would exhaust the interpreter's recursion limit there.
+    """
+    pending: list[tuple[pydicom.Dataset, int]] = [(dataset, 0)]
+    while pending:
+        current, depth = pending.pop()
+        for tag in list(current.keys()):
+            element = current.get_item(tag)
+            if (
+                isinstance(element, RawDataElement)
+                and element.length != _UNDEFINED_LENGTH
+                and element.value is not None
+                and len(element.value) < element.length
+            ):
+                raise _TruncatedError(
+                    f"element {tag} declares {element.length} bytes but holds {len(element.value)}"
+                )
+            converted = current[tag]
+            if converted.VR == "SQ" and len(converted.value):
+                if depth + 1 > MAX_SEQUENCE_DEPTH:
+                    raise _TooDeepError
+                pending.extend((item, depth + 1) for item in converted.value)
+
+
+def _too_deep(filename: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{filename}: DICOM sequences nest deeper than {MAX_SEQUENCE_DEPTH} levels",
+        code="sequence_too_deep",
+        detail={"filename": filename, "limit": MAX_SEQUENCE_DEPTH},
+    )
 
 
 def _truncated(filename: str, reason: str) -> InvalidInputError:

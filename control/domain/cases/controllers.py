@@ -22,6 +22,10 @@ from control.domain.findings import service as findings_service
 from control.domain.findings.schemas import FindingOut, HistoryEntry
 from control.http.context import actor_from_request
 
+#: Largest page offset: an SQL OFFSET is a signed 64-bit integer on PostgreSQL, so anything
+#: beyond it failed in the driver; no worklist comes near it.
+MAX_OFFSET = 2**63 - 1
+
 AuthRequest = Request[AuthUser, object, State]
 
 
@@ -45,7 +49,7 @@ class CaseController(Controller):
         sort: SortKey = "priority",
         order: Annotated[str, Parameter(pattern="^(asc|desc)$")] = "asc",
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
     ) -> CasePage:
         """The worklist, filtered, sorted and paged; radiologists see the pool and their own."""
         filters = WorklistFilter(status, assignee, modality, priority, received_from, received_to)

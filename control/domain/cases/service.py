@@ -72,7 +72,8 @@ def _filtered(
     if filters.received_from:
         start = datetime.combine(filters.received_from, time.min, tzinfo=UTC)
         query = query.where(Case.created_at >= start)
-    if filters.received_to:
+    # The last calendar day has no next day to stop before: no upper bound is needed then.
+    if filters.received_to and filters.received_to < date.max:
         end = datetime.combine(filters.received_to + timedelta(days=1), time.min, tzinfo=UTC)
         query = query.where(Case.created_at < end)
     return visible_to(query, user)

@@ -10,6 +10,8 @@ import msgspec
 
 from control.db.models import Role, User
 
+#: ``users.full_name`` is VARCHAR(255); a longer value failed in PostgreSQL with a 500.
+FullName = Annotated[str, msgspec.Meta(max_length=255)]
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
 
 
@@ -17,12 +19,12 @@ class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
     username: Username
     password: str
     role: Role
-    full_name: str | None = None
+    full_name: FullName | None = None
 
 
 class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
     role: Role | None = None
-    full_name: str | None = None
+    full_name: FullName | None = None
     is_active: bool | None = None
     password: str | None = None
 
