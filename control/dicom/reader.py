@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydicom
 import pydicom.filereader
+import structlog
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
@@ -29,10 +30,15 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from control.dicom import quiet
 from control.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 
 if TYPE_CHECKING:
     from control.config import Settings
+
+# pydicom quotes bad values (original UIDs among them) in its warnings: see control.dicom.quiet.
+quiet.install()
+log = structlog.get_logger("medvision.dicom")
 
 __all__ = [
     "MAX_SEQUENCE_DEPTH",
@@ -250,13 +256,20 @@ def _parse(data: bytes, filename: str, has_preamble: bool) -> pydicom.Dataset:
     if dataset.file_meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         _check_fully_consumed(dataset, len(data), filename)
     try:
-        _check_complete(dataset)
+        invalid = _check_complete(dataset)
     except _TooDeepError as exc:
         raise _too_deep(filename) from exc
     except _TruncatedError as exc:
         raise _truncated(filename, str(exc)) from exc
     except Exception as exc:  # value conversion signals damage with many exception types
         raise _truncated(filename, f"an element could not be read: {exc}") from exc
+    if invalid:
+        # Tag, VR and problem only: the values (and the file name) may identify the patient.
+        log.warning(
+            "dicom_invalid_values",
+            elements=[f"{item.tag} {item.vr}: {item.problem}" for item in invalid],
+            limit=quiet.MAX_REPORTED,
+        )
     return dataset
 
 
@@ -281,14 +294,19 @@ class _TooDeepError(Exception):
     """Sequences nest deeper than :data:`MAX_SEQUENCE_DEPTH`."""
 
 
-def _check_complete(dataset: pydicom.Dataset) -> None:
+def _check_complete(dataset: pydicom.Dataset) -> list[quiet.InvalidValue]:
     """Check declared lengths of all elements, converting each, sequence items included.
+
+    Returns the first :data:`~control.dicom.quiet.MAX_REPORTED` elements whose values break
+    their VR's rules (they are kept: the file is still usable, and de-identification
+    replaces the UIDs among them).
 
     The walk is iterative and refuses nesting beyond :data:`MAX_SEQUENCE_DEPTH`: every later
     step (de-identification's copy, writing, the viewer) recurses per level, and a file
     nested hundreds of levels deep would exhaust the interpreter's recursion limit there.
     """
     pending: list[tuple[pydicom.Dataset, int]] = [(dataset, 0)]
+    invalid: list[quiet.InvalidValue] = []
     while pending:
         current, depth = pending.pop()
         for tag in list(current.keys()):
@@ -303,10 +321,13 @@ def _check_complete(dataset: pydicom.Dataset) -> None:
                     f"element {tag} declares {element.length} bytes but holds {len(element.value)}"
                 )
             converted = current[tag]
+            if len(invalid) < quiet.MAX_REPORTED and (problem := quiet.invalid_value(converted)):
+                invalid.append(problem)
             if converted.VR == "SQ" and len(converted.value):
                 if depth + 1 > MAX_SEQUENCE_DEPTH:
                     raise _TooDeepError
                 pending.extend((item, depth + 1) for item in converted.value)
+    return invalid
 
 
 def _too_deep(filename: str) -> InvalidInputError:
