@@ -26,11 +26,20 @@ from control.domain.studies.service import (
     get_study,
     original_study_uid,
 )
-from control.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from control.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
 from control.http.context import actor_from_request
+from control.http.input_guard import reject_nul
 
 AuthRequest = Request[AuthUser, object, State]
 UPLOAD_FIELDS = {"files", "race_ethnicity"}
+#: Who may set a study's self-reported demographics: the PATCH route, and an upload that
+#: creates the study (the one place an upload records them).
+DEMOGRAPHICS_ROLES = (Role.ADMIN, Role.INTEGRATION)
 
 
 class UploadForm(msgspec.Struct):
@@ -97,6 +106,14 @@ async def _read_uploads(
         raise InvalidInputError(
             "race_ethnicity must be text of at most 64 characters", code="invalid_field"
         )
+    if race:
+        reject_nul(race, "race_ethnicity")
+        if request.user.role not in DEMOGRAPHICS_ROLES:
+            raise PermissionDeniedError(
+                "race_ethnicity may be sent only by roles that may set demographics",
+                code="permission_denied",
+                detail={"field": "race_ethnicity"},
+            )
     return files, (race or None)
 
 
@@ -123,7 +140,7 @@ class StudyController(Controller):
         """
         files, race = await _read_uploads(request, state)
         service = IngestService(db_session, state.store, state.settings)
-        result = await service.ingest(files, actor_from_request(request), race)
+        result = await service.ingest(files, actor_from_request(request), race, request.user)
         worker = getattr(state, "worker", None)
         if worker is not None and result.queued_anything:
             worker.notify()
@@ -165,7 +182,7 @@ class StudyController(Controller):
     @patch(
         "/{study_id:uuid}/demographics",
         operation_id="updateStudyDemographics",
-        guards=[requires(Role.ADMIN, Role.INTEGRATION)],
+        guards=[requires(*DEMOGRAPHICS_ROLES)],
     )
     async def update_demographics(
         self,

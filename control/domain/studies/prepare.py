@@ -42,6 +42,8 @@ class PreparedInstance:
     frames: int
     photometric_interpretation: str | None
     burned_in_annotation: bool
+    #: The uploaded file's name, for error details (never logged or stored).
+    filename: str = ""
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,7 @@ def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: byte
         frames=int(volume.data.shape[3]),
         photometric_interpretation=None,
         burned_in_annotation=False,
+        filename=files[0][0],
     )
     return PreparedStudy(
         study_uid=study_uid,
@@ -173,6 +176,7 @@ def prepare_upload(
         parsed = read_dicom(data, name, limits)
         result = deidentify(parsed.dataset, key)
         instance = _dicom_instance(result)
+        instance.filename = name
         if instance.sop_instance_uid in seen:
             if seen[instance.sop_instance_uid] != instance.sha256:
                 raise InvalidInputError(

@@ -15,9 +15,11 @@ from control.db.models import Case, CaseStatus, Instance, Series, Study, StudyLi
 from control.dicom.reader import UploadLimits
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
+from control.domain.auth.identity import AuthUser
+from control.domain.cases.service import visible_to
 from control.domain.studies.links import LinkCipher
 from control.domain.studies.prepare import PreparedInstance, PreparedStudy, prepare_upload
-from control.errors import ConflictError, NotFoundError
+from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
 from control.inference.scheduling import schedule_case
 from control.storage import ObjectStore, instance_key
 
@@ -68,14 +70,19 @@ class IngestService:
         files: list[tuple[str, bytes]],
         actor: Actor,
         race_ethnicity: str | None = None,
+        uploader: AuthUser | None = None,
     ) -> IngestResult:
-        """Validate, de-identify and store ``files``; re-sending stored instances is a no-op."""
+        """Validate, de-identify and store ``files``; re-sending stored instances is a no-op.
+
+        ``race_ethnicity`` is recorded only on a study this upload creates. ``uploader`` is
+        the API caller: a radiologist may add images only to studies whose case they see.
+        """
         limits = UploadLimits.from_settings(self.settings)
         key = self.settings.key("deid")
         prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
         for attempt in range(3):
             try:
-                return await self._store_all(prepared, actor, race_ethnicity)
+                return await self._store_all(prepared, actor, race_ethnicity, uploader)
             except IntegrityError:
                 # A concurrent upload of the same study won the race (``_store_all`` has
                 # rolled back): retry against its rows.
@@ -84,12 +91,17 @@ class IngestService:
         raise AssertionError("unreachable")
 
     async def _store_all(
-        self, prepared: list[PreparedStudy], actor: Actor, race_ethnicity: str | None
+        self,
+        prepared: list[PreparedStudy],
+        actor: Actor,
+        race_ethnicity: str | None,
+        uploader: AuthUser | None,
     ) -> IngestResult:
         written: list[str] = []
         try:
             results = [
-                await self._store_study(study, actor, race_ethnicity, written) for study in prepared
+                await self._store_study(study, actor, race_ethnicity, uploader, written)
+                for study in prepared
             ]
             await self.session.commit()
             return IngestResult(results)
@@ -112,6 +124,7 @@ class IngestService:
         prepared: PreparedStudy,
         actor: Actor,
         race_ethnicity: str | None,
+        uploader: AuthUser | None,
         written: list[str],
     ) -> IngestedStudy:
         study = await self.session.scalar(
@@ -139,11 +152,19 @@ class IngestService:
                     original_study_uid_encrypted=self.cipher.encrypt(prepared.original_study_uid),
                 )
             )
-        elif race_ethnicity and study.race_ethnicity != race_ethnicity:
-            study.race_ethnicity = race_ethnicity
+        else:
+            # Demographics of a stored study change only through the guarded, audited
+            # PATCH .../demographics route: an upload sets them when it creates the study.
+            await self._check_may_add_to(study, prepared, uploader)
         new, existing = 0, 0
         for instance in prepared.instances:
-            if await self._store_instance(study, instance, written):
+            try:
+                stored = await self._store_instance(study, instance, written)
+            except MedVisionError as exc:
+                # Every upload error names the offending file (the README's promise).
+                exc.detail.setdefault("filename", instance.filename)
+                raise
+            if stored:
                 new += 1
             else:
                 existing += 1
@@ -181,6 +202,25 @@ class IngestService:
             status=case.status.value,
             inference_queued=job is not None,
         )
+
+    async def _check_may_add_to(
+        self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
+    ) -> None:
+        """A radiologist may add images only to a study whose case they may see.
+
+        Otherwise the answer would name another radiologist's case and its status; the
+        refusal names neither.
+        """
+        if uploader is None:
+            return
+        visible = visible_to(select(Case.id).where(Case.study_id == study.id), uploader)
+        if await self.session.scalar(visible) is None:
+            filename = prepared.instances[0].filename if prepared.instances else ""
+            raise PermissionDeniedError(
+                f"{filename}: this study belongs to a case you cannot see",
+                code="case_not_visible",
+                detail={"filename": filename},
+            )
 
     async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:
         case = await self.session.scalar(select(Case).where(Case.study_id == study.id))

@@ -2,6 +2,9 @@
 
 Item 8: original UIDs that pydicom finds invalid (leading-zero components, common from older
 devices) must not reach any log or stderr, through the API or ``medvision ingest``.
+Item 9 (in part): every upload error, 409 included, names the offending file.
+Item 10: an upload cannot change a study's demographics, and reveals nothing of a case the
+caller may not see.
 """
 
 from __future__ import annotations
@@ -10,12 +13,25 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pydicom.config
 import pytest
+from sqlalchemy import select, update
 
-from tests.control.domain.test_studies import dicom_bytes, load_testdata, upload
+from control.db.models import Case, Study
+from tests.control.domain.test_studies import (
+    assert_error,
+    assert_nothing_stored,
+    audit_actions,
+    ct_variant,
+    dicom_bytes,
+    load_testdata,
+    read_testdata,
+    row_counts,
+    upload,
+)
 
 #: Original UIDs with leading-zero components: invalid for VR UI, quoted by pydicom.
 ODD_UIDS = {
@@ -89,3 +105,73 @@ def test_pydicom_messages_are_summarised_without_values(message, summary):
     from control.dicom.quiet import summarise
 
     assert summarise(message) == summary
+
+
+async def test_instance_conflict_names_the_offending_file(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    stored = await upload(client, headers, ("ct.dcm", read_testdata("CT_small.dcm")))
+    assert stored.status_code == 201, stored.text
+    changed = load_testdata("CT_small.dcm")
+    changed.SliceLocation = 123
+
+    response = await upload(client, headers, ("changed.dcm", dicom_bytes(changed)))
+
+    body = assert_error(response, 409, "instance_conflict")
+    assert body["detail"]["filename"] == "changed.dcm"
+
+
+async def _race(app) -> str | None:
+    async with app.state.session_factory() as session:
+        return await session.scalar(select(Study.race_ethnicity))
+
+
+async def test_radiologist_cannot_set_race_ethnicity_by_upload(app, client, accounts):
+    response = await upload(
+        client,
+        accounts["rad1"].headers,
+        ("ct.dcm", read_testdata("CT_small.dcm")),
+        data={"race_ethnicity": "Asian"},
+    )
+    assert_error(response, 403, "permission_denied")
+    await assert_nothing_stored(app)
+
+
+async def test_reupload_does_not_change_race_ethnicity(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    first = await upload(
+        client, headers, ("a.dcm", ct_variant(instance_number=1)), data={"race_ethnicity": "A"}
+    )
+    assert first.status_code == 201, first.text
+    second = await upload(
+        client, headers, ("b.dcm", ct_variant(instance_number=2)), data={"race_ethnicity": "B"}
+    )
+    assert second.status_code == 201, second.text
+    assert await _race(app) == "A"
+    # The guarded, audited route still can.
+    study_id = first.json()["study_ids"][0]
+    patched = await client.patch(
+        f"/api/studies/{study_id}/demographics", json={"race_ethnicity": "B"}, headers=headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert await _race(app) == "B"
+    assert len(await audit_actions(app, "study.demographics_updated")) == 1
+
+
+async def test_upload_to_another_radiologists_case_reveals_nothing(app, client, accounts):
+    first = await upload(client, accounts["pacs1"].headers, ("a.dcm", ct_variant(1)))
+    assert first.status_code == 201, first.text
+    case_id = first.json()["case_ids"][0]
+    async with app.state.session_factory() as session:
+        await session.execute(update(Case).values(assignee_id=uuid.UUID(accounts["rad2"].id)))
+        await session.commit()
+    counts = await row_counts(app)
+
+    response = await upload(client, accounts["rad1"].headers, ("b.dcm", ct_variant(2)))
+
+    body = assert_error(response, 403, "case_not_visible")
+    assert body["detail"]["filename"] == "b.dcm"
+    assert case_id not in response.text
+    assert await row_counts(app) == counts
+    # Their own (or pool) cases still take new images from them.
+    own = await upload(client, accounts["rad2"].headers, ("c.dcm", ct_variant(3)))
+    assert own.status_code == 201, own.text
