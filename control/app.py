@@ -43,6 +43,7 @@ from control.http.security import add_security_headers
 from control.http.spa import workstation_handler
 from control.inference.worker import Worker
 from control.storage import build_store
+from control.storage.reconcile import reconcile_logged
 
 
 def _cache_store(settings: Settings) -> Store:
@@ -72,10 +73,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await checkpointer.checkpoint("startup")
         checkpoint_task = asyncio.create_task(checkpointer.run(stop))
         worker_task = asyncio.create_task(worker.run(stop)) if worker else None
+        # Objects a killed upload left without rows (older than the grace period) go.
+        reconcile_task = asyncio.create_task(reconcile_logged(session_factory, store))
         try:
             yield
         finally:
             stop.set()
+            await reconcile_task
             if worker_task is not None:
                 await worker_task
             await checkpoint_task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from control.errors import MedVisionError, StorageIntegrityError
@@ -62,6 +63,10 @@ class ObjectStore(Protocol):
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Every stored key starting with ``prefix``, sorted."""
+        ...
+
+    async def modified_at(self, key: str) -> datetime | None:
+        """When the object under ``key`` was last written (UTC), or None when absent."""
         ...
 
     async def ping(self) -> None:

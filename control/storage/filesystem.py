@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio.to_thread
@@ -75,6 +76,11 @@ class FilesystemStore:
         """Remove the file under ``key`` if present."""
         path = self._path(key)
         await anyio.to_thread.run_sync(_unlink_if_present, path)
+
+    async def modified_at(self, key: str) -> datetime | None:
+        """The file's modification time, or None when no object is stored under ``key``."""
+        path = self._path(key)
+        return await anyio.to_thread.run_sync(_modified_at, path)
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Sorted keys starting with ``prefix``; temporary files are never listed."""
@@ -143,6 +149,13 @@ def _read_object(key: str, path: Path) -> bytes:
         raise NotFoundError(
             f"no object stored under {key!r}", code="object_not_found", detail={"key": key}
         ) from exc
+
+
+def _modified_at(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _unlink_if_present(path: Path) -> None:

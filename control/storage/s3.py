@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -126,6 +127,16 @@ class S3Store:
         validate_key(key)
         await self._ensure_bucket()
         await self._call(partial(self._client.remove_object, self._bucket, key))
+
+    async def modified_at(self, key: str) -> datetime | None:
+        """The object's Last-Modified time (a HEAD request), or None when absent."""
+        validate_key(key)
+        await self._ensure_bucket()
+        try:
+            stat = await self._call(partial(self._client.stat_object, self._bucket, key))
+        except S3Error:
+            return None
+        return stat.last_modified
 
     async def list_keys(self, prefix: str = "") -> list[str]:
         """Sorted keys starting with ``prefix``."""
