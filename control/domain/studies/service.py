@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from io import BytesIO
 
 import anyio.to_thread
+import numpy as np
+import pydicom
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +67,8 @@ class IngestService:
         self.store = store
         self.settings = settings
         self.cipher = LinkCipher(settings.key("link"))
+        #: Re-sent instances accepted as re-encodings during the current store attempt.
+        self.reencoded: list[dict[str, str]] = []
 
     async def ingest(
         self,
@@ -98,6 +103,7 @@ class IngestService:
         uploader: AuthUser | None,
     ) -> IngestResult:
         written: list[str] = []
+        self.reencoded = []
         try:
             results = [
                 await self._store_study(study, actor, race_ethnicity, uploader, written)
@@ -172,6 +178,16 @@ class IngestService:
             study.burned_in_annotation = True
         case = await self._ensure_case(study, prepared)
         job = None
+        if self.reencoded:
+            await chain.append(
+                self.session,
+                "instance.resent_reencoded",
+                actor,
+                target_type="study",
+                target_id=str(study.id),
+                details={"instances": self.reencoded[:50], "count": len(self.reencoded)},
+            )
+            self.reencoded = []
         if new:
             study.modality = _merge_modality(study.modality, prepared.modality)
             case.modality = study.modality
@@ -262,6 +278,30 @@ class IngestService:
             )
         return series
 
+    async def _check_same_content(self, stored: Instance, instance: PreparedInstance) -> None:
+        """Accept a re-sent instance whose bytes differ only by encoding; 409 otherwise.
+
+        A PACS may re-send a study in another transfer syntax (RLE, JPEG-lossless, explicit
+        little endian): the same SOP Instance UID, the same attributes and identical decoded
+        pixels are the same instance. The first stored copy is kept, whatever order the
+        encodings arrive in, and the re-send is recorded in the audit log.
+        """
+        stored_payload = await self.store.get(stored.object_key, expected_sha256=stored.sha256)
+        same = await anyio.to_thread.run_sync(same_dicom_content, stored_payload, instance.payload)
+        if not same:
+            raise ConflictError(
+                "an instance with this SOP Instance UID is already stored with other content",
+                code="instance_conflict",
+                detail={"sop_instance_uid": instance.sop_instance_uid},
+            )
+        self.reencoded.append(
+            {
+                "sop_instance_uid": instance.sop_instance_uid,
+                "kept_sha256": stored.sha256,
+                "received_sha256": instance.sha256,
+            }
+        )
+
     async def _store_instance(
         self, study: Study, instance: PreparedInstance, written: list[str]
     ) -> bool:
@@ -271,11 +311,7 @@ class IngestService:
         )
         if stored is not None:
             if stored.sha256 != instance.sha256:
-                raise ConflictError(
-                    "an instance with this SOP Instance UID is already stored with other content",
-                    code="instance_conflict",
-                    detail={"sop_instance_uid": instance.sop_instance_uid},
-                )
+                await self._check_same_content(stored, instance)
             return False
         series = await self._series(study, instance)
         key = instance_key(
@@ -303,6 +339,30 @@ class IngestService:
         )
         await self.session.flush()
         return True
+
+
+def same_dicom_content(first: bytes, second: bytes) -> bool:
+    """Whether two stored DICOM objects hold the same instance in different encodings.
+
+    Equal means: every attribute outside the File Meta Information and the pixel data is
+    equal, and the decoded pixels (every frame) are identical. NIfTI objects never compare
+    equal here: their identity is already their decoded content.
+    """
+    try:
+        a = pydicom.dcmread(BytesIO(first))
+        b = pydicom.dcmread(BytesIO(second))
+    except Exception:  # not DICOM (a NIfTI object) or unreadable: not the same
+        return False
+    a_tags, b_tags = set(a.keys()), set(b.keys())
+    pixel_tags = {tag for tag in a_tags | b_tags if tag.group == 0x7FE0}
+    if a_tags - pixel_tags != b_tags - pixel_tags:
+        return False
+    if any(a[tag] != b[tag] for tag in a_tags - pixel_tags):
+        return False
+    try:
+        return bool(np.array_equal(a.pixel_array, b.pixel_array))
+    except Exception:  # a decoder failure proves nothing: treat as a conflict
+        return False
 
 
 def _merge_modality(current: str, incoming: str) -> str:

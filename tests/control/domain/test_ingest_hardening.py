@@ -9,6 +9,7 @@ caller may not see.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -27,6 +28,7 @@ from tests.control.domain.test_studies import (
     audit_actions,
     ct_variant,
     dicom_bytes,
+    instances,
     load_testdata,
     read_testdata,
     row_counts,
@@ -175,3 +177,43 @@ async def test_upload_to_another_radiologists_case_reveals_nothing(app, client, 
     # Their own (or pool) cases still take new images from them.
     own = await upload(client, accounts["rad2"].headers, ("c.dcm", ct_variant(3)))
     assert own.status_code == 201, own.text
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("MR_small.dcm", "MR_small_RLE.dcm"), ("MR_small_RLE.dcm", "MR_small.dcm")],
+)
+async def test_resent_instance_in_another_transfer_syntax_is_the_same_instance(
+    app, client, accounts, first, second
+):
+    headers = accounts["pacs1"].headers
+    stored = await upload(client, headers, (first, read_testdata(first)))
+    assert stored.status_code == 201, stored.text
+    kept = [(i.object_key, i.sha256) for i in await instances(app)]
+
+    again = await upload(client, headers, (second, read_testdata(second)))
+
+    assert again.status_code == 200, again.text
+    assert again.json()["studies"][0]["existing_instances"] == 1
+    assert [(i.object_key, i.sha256) for i in await instances(app)] == kept  # first copy kept
+    events = await audit_actions(app, "instance.resent_reencoded")
+    assert len(events) == 1
+    details = events[0].details
+    assert (json.loads(details) if isinstance(details, str) else details)["count"] == 1
+
+
+async def test_resent_instance_with_other_pixels_still_conflicts(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    assert (
+        await upload(client, headers, ("mr.dcm", read_testdata("MR_small.dcm")))
+    ).status_code == 201
+    changed = load_testdata("MR_small_RLE.dcm")
+    changed.decompress(generate_instance_uid=False)
+    pixels = changed.pixel_array.copy()
+    pixels[0, 0] += 1
+    changed.PixelData = pixels.tobytes()
+
+    response = await upload(client, headers, ("other.dcm", dicom_bytes(changed)))
+
+    body = assert_error(response, 409, "instance_conflict")
+    assert body["detail"]["filename"] == "other.dcm"
