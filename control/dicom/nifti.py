@@ -52,6 +52,8 @@ _CHANNEL_TOKENS: dict[str, int] = {
     "t2f": 3,
     "flair": 3,
 }
+#: Bytes per voxel of the volume the pipeline holds (float32).
+_PIPELINE_ITEMSIZE = 4
 _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI1_HEADER_BYTES = 348
 _NIFTI2_HEADER_BYTES = 540
@@ -172,8 +174,12 @@ def _from_four_channel_file(filename: str, data: bytes, limits: UploadLimits) ->
             code="mri_channel_count",
             detail={"filename": filename, "shape": list(image.shape)},
         )
-    voxels = np.moveaxis(_load_finite(image, filename), -1, 0)
-    return _volume(np.ascontiguousarray(voxels), image, (filename,), data)
+    # One channel at a time into the float32 volume the pipeline needs: the peak is the
+    # result plus one channel of the file's type, not the whole file's array and copies.
+    voxels = np.empty((len(CHANNELS), *image.shape[:3]), dtype=np.float32)
+    for channel in range(len(CHANNELS)):
+        voxels[channel] = _load_finite(image, filename, channel)
+    return _volume(voxels, image, (filename,), data)
 
 
 def _from_channel_files(files: list[tuple[str, bytes]], limits: UploadLimits) -> ParsedVolume:
@@ -220,12 +226,9 @@ def _from_channel_files(files: list[tuple[str, bytes]], limits: UploadLimits) ->
                 code="mri_affine_mismatch",
                 detail={"filename": filename, "reference_filename": reference_name},
             )
-    voxels = np.stack(
-        [
-            _load_finite(image, filename).reshape(shapes[0])
-            for image, (filename, _) in zip(images, ordered, strict=True)
-        ]
-    )
+    voxels = np.empty((len(CHANNELS), *shapes[0]), dtype=np.float32)
+    for channel, (image, (filename, _)) in enumerate(zip(images, ordered, strict=True)):
+        voxels[channel] = _load_finite(image, filename).reshape(shapes[0])
     return _volume(
         voxels,
         images[0],
@@ -288,10 +291,16 @@ def _affine(image: nibabel.Nifti1Image, filename: str) -> npt.NDArray[np.float64
     return np.asarray(affine, dtype=np.float64)
 
 
-def _load_finite(image: nibabel.Nifti1Image, filename: str) -> npt.NDArray[np.float32]:
-    """Read the voxels as float32 (scaling applied) and reject NaN or infinity."""
+def _load_finite(
+    image: nibabel.Nifti1Image, filename: str, channel: int | None = None
+) -> npt.NDArray[np.float32]:
+    """Read the voxels (of one ``channel`` on the last axis) as float32, scaling applied;
+    reject NaN or infinity."""
     try:
-        voxels = np.asarray(image.get_fdata(dtype=np.float32), dtype=np.float32)
+        if channel is None:
+            voxels = np.asarray(image.get_fdata(dtype=np.float32), dtype=np.float32)
+        else:
+            voxels = np.asarray(image.dataobj[..., channel], dtype=np.float32)
     except Exception as exc:  # nibabel reports unreadable data with many exception types
         raise _corrupt(filename, f"voxel data unreadable: {exc}") from exc
     if not np.isfinite(voxels).all():
@@ -353,6 +362,17 @@ def _declared_size(header: nibabel.Nifti1Header, filename: str, limits: UploadLi
             f"{filename}: NIfTI data type {dtype} is not a real-valued scalar type",
             code="unsupported_nifti_datatype",
             detail={"filename": filename, "dtype": str(dtype)},
+        )
+    # Memory, not only voxels: the pipeline holds float32, so the voxel limit allows
+    # ``max_volume_voxels * 4`` bytes. A wider type (float64, int64) counts its real width,
+    # so a float64 volume may have half the voxels.
+    limit_bytes = limits.max_volume_voxels * _PIPELINE_ITEMSIZE
+    if voxels * dtype.itemsize > limit_bytes:
+        raise PayloadTooLargeError(
+            f"{filename}: {voxels} voxels of {dtype} take {voxels * dtype.itemsize} bytes, "
+            f"the limit is {limit_bytes}",
+            code="volume_too_large",
+            detail={"filename": filename, "dtype": str(dtype), "voxels": voxels},
         )
     vox_offset = int(header["vox_offset"])
     if vox_offset > limits.max_file_bytes:

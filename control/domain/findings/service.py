@@ -36,6 +36,7 @@ from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import check_version, require_open
+from control.domain.studies.prepare import HEAVY_WORK_SLOTS
 from control.errors import (
     ConflictError,
     InvalidInputError,
@@ -255,8 +256,17 @@ def _mask_volumes(
     (its stored gzip NIfTI); canonical bytes and region volumes.
 
     The upload is decompressed no further than its header's declared size allows (a
-    ``volume_too_large`` 413 above ``limits``), so a gzip bomb is refused, not inflated.
+    ``volume_too_large`` 413 above ``limits``, counted in bytes of its data type), so a gzip
+    bomb is refused, not inflated. It shares the upload's
+    :data:`~control.domain.studies.prepare.HEAVY_WORK_SLOTS`.
     """
+    with HEAVY_WORK_SLOTS:
+        return _validated_mask(payload, reference, filename, limits)
+
+
+def _validated_mask(
+    payload: bytes, reference: bytes, filename: str, limits: UploadLimits
+) -> tuple[bytes, dict[str, float]]:
     try:
         image = read_nifti(payload, filename, limits)  # PayloadTooLargeError passes as is
     except (InvalidInputError, UnsupportedMediaError) as exc:

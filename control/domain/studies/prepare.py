@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from io import BytesIO
@@ -112,11 +113,14 @@ def _dicom_instance(result: DeidResult) -> PreparedInstance:
 def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes) -> PreparedStudy:
     volume = assemble_mri_volume(files, limits)
     # A fresh header keeps geometry only: descrip, aux_file, intent and db_name can carry PHI.
-    channels_last = np.moveaxis(volume.data, 0, -1).astype(np.float32)
+    channels_last = np.moveaxis(volume.data, 0, -1)  # a view: the voxels are float32
     payload = nifti_bytes(channels_last, volume.affine, compresslevel=9)
     # Identity from the decoded voxels and geometry, not the file bytes: the same volume
     # re-compressed (gzip stores a timestamp) or re-split into channels is the same study.
-    content = hashlib.sha256(volume.data.tobytes() + volume.affine.tobytes()).hexdigest()
+    # Hashed in place (no copy of the voxels).
+    digest_state = hashlib.sha256(np.ascontiguousarray(volume.data).data)
+    digest_state.update(volume.affine.tobytes())
+    content = digest_state.hexdigest()
     anchor = "nifti:" + content
     study_uid = pseudonymous_uid(anchor + ":study", key)
     digest = hmac.new(key, anchor.encode(), hashlib.sha256).hexdigest()
@@ -149,6 +153,12 @@ def _nifti_study(files: list[tuple[str, bytes]], limits: UploadLimits, key: byte
     )
 
 
+#: Uploads decoded at once (DICOM pixels, NIfTI volumes, edited masks): each may hold up to
+#: ``max_volume_voxels * 4`` bytes of voxels and a copy, so two large uploads arriving
+#: together wait for a slot instead of taking the machine's memory between them.
+HEAVY_WORK_SLOTS = threading.BoundedSemaphore(2)
+
+
 def prepare_upload(
     files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
 ) -> list[PreparedStudy]:
@@ -156,7 +166,15 @@ def prepare_upload(
 
     DICOM files are validated, de-identified and grouped by (pseudonymous) Study Instance
     UID; NIfTI files form one 4-channel MRI study per request. Raises on the first bad file.
+    Blocking (run it in a worker thread); at most :data:`HEAVY_WORK_SLOTS` run at once.
     """
+    with HEAVY_WORK_SLOTS:
+        return _prepare_upload(files, limits, key)
+
+
+def _prepare_upload(
+    files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
+) -> list[PreparedStudy]:
     if not files:
         raise InvalidInputError("no files were uploaded", code="no_files")
     dicom_files: list[tuple[str, bytes]] = []
