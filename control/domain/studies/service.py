@@ -27,6 +27,7 @@ from control.inference.scheduling import schedule_case
 from control.storage import ObjectStore, instance_key
 
 BURNED_IN_FLAG = "burned_in_annotation"
+AFTER_SIGN_OFF_FLAG = "images_after_sign_off"
 
 
 @dataclass
@@ -206,6 +207,8 @@ class IngestService:
                 },
             )
             job = await schedule_case(self.session, case, study, self.settings, actor)
+            if case.status == CaseStatus.SIGNED_OFF:
+                await self._flag_after_sign_off(case, new, actor)
         return IngestedStudy(
             study_id=study.id,
             case_id=case.id,
@@ -217,6 +220,21 @@ class IngestService:
             pipeline=case.pipeline,
             status=case.status.value,
             inference_queued=job is not None,
+        )
+
+    async def _flag_after_sign_off(self, case: Case, new: int, actor: Actor) -> None:
+        """New images of a signed-off study: the report stays as signed (it is final), but
+        the case carries ``images_after_sign_off`` for everyone who opens or lists it, and
+        the arrival is audited on the case, so the unread images are not silent."""
+        if AFTER_SIGN_OFF_FLAG not in case.flags:
+            case.flags = [*case.flags, AFTER_SIGN_OFF_FLAG]
+        await chain.append(
+            self.session,
+            "case.images_after_sign_off",
+            actor,
+            target_type="case",
+            target_id=str(case.id),
+            details={"new_instances": new},
         )
 
     async def _check_may_add_to(

@@ -217,3 +217,25 @@ async def test_resent_instance_with_other_pixels_still_conflicts(app, client, ac
 
     body = assert_error(response, 409, "instance_conflict")
     assert body["detail"]["filename"] == "other.dcm"
+
+
+async def test_new_images_of_a_signed_off_case_are_flagged_and_audited(app, client, accounts):
+    from control.db.models import CaseStatus
+
+    headers = accounts["pacs1"].headers
+    first = await upload(client, headers, ("a.dcm", ct_variant(1)))
+    case_id = first.json()["case_ids"][0]
+    async with app.state.session_factory() as session:
+        await session.execute(update(Case).values(status=CaseStatus.SIGNED_OFF))
+        await session.commit()
+
+    later = await upload(client, headers, ("b.dcm", ct_variant(2)))
+
+    assert later.status_code == 201, later.text
+    study = later.json()["studies"][0]
+    assert study["status"] == "signed_off"  # the signed report is final and stays so
+    assert "images_after_sign_off" in study["flags"]
+    case = await client.get(f"/api/cases/{case_id}", headers=accounts["admin1"].headers)
+    assert "images_after_sign_off" in case.json()["flags"]
+    events = await audit_actions(app, "case.images_after_sign_off")
+    assert [event.target_id for event in events] == [case_id]
