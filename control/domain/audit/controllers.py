@@ -93,7 +93,10 @@ class AuditController(Controller):
             Parameter(max_length=64, description="only entries about this target (e.g. a case id)"),
         ] = None,
         after_id: Annotated[
-            int, Parameter(ge=0, description="the last id of the previous page (a cursor)")
+            int,
+            Parameter(
+                ge=0, le=2**63 - 1, description="the last id of the previous page (a cursor)"
+            ),
         ] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500, description="at most this many")] = 100,
     ) -> list[AuditEntryOut]:

@@ -166,3 +166,10 @@ async def test_full_name_over_255_characters_is_rejected(client, accounts):
         headers=accounts["admin1"].headers,
     )
     assert_error(response, 400, "validation_failed")
+
+
+async def test_audit_cursor_beyond_bigint_is_rejected(client, accounts):
+    response = await client.get(
+        "/api/audit", params={"after_id": 2**63}, headers=accounts["admin1"].headers
+    )
+    assert response.status_code == 400, response.text
