@@ -118,7 +118,8 @@ async def test_paths_never_escape_the_web_directory(ui_client, path):
     response = await ui_client.get(path)
     assert SECRET_TEXT not in response.text
     assert "root:" not in response.text
-    assert response.status_code == 404 or _is_index(response), (response.status_code, path)
+    # 400: the input guard refuses a NUL byte in the path before routing (nul_byte).
+    assert response.status_code in (400, 404) or _is_index(response), (response.status_code, path)
     assert response.headers.get("cache-control") != IMMUTABLE
 
 
