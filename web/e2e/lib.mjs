@@ -103,6 +103,7 @@ export async function scenario(name, body) {
     async readmeShot(file) {
       if (!SCREENSHOTS_DIR) return;
       mkdirSync(SCREENSHOTS_DIR, { recursive: true });
+      await page.mouse.move(0, 0); // no hover highlight in the picture
       await page.screenshot({ path: join(SCREENSHOTS_DIR, file) });
       log(`README screenshot ${file}`);
     },

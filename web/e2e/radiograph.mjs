@@ -131,6 +131,9 @@ await scenario("radiograph", async ({ page, step, shot, axe, readmeShot }) => {
   });
 
   await step("case page accessibility and README screenshot", async () => {
+    // The findings panel scrolled to its checkbox above; show its top (the label bars).
+    await page.getByRole("complementary", { name: "AI findings and review" }).evaluate((panel) => panel.scrollTo(0, 0));
+    await blur(page);
     await shot("radiograph-cam");
     await axe("radiograph case");
     await readmeShot("radiograph-cam.png");
