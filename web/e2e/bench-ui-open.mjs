@@ -52,7 +52,7 @@ async function showWorklist(page, caseId) {
 /** Click → data-state="ready", measured inside the page (ms). */
 async function timeOpen(page, caseId) {
   await showWorklist(page, caseId);
-  const ms = await page.evaluate(
+  const timing = await page.evaluate(
     ({ label }) =>
       new Promise((resolve, reject) => {
         const ready = () => document.querySelector('[data-testid="radiograph-viewport"][data-state="ready"]');
@@ -64,7 +64,19 @@ async function timeOpen(page, caseId) {
           if (ready()) {
             const t1 = performance.now();
             observer.disconnect();
-            resolve(t1 - t0);
+            // Where the time went: the case JSON and the DICOM file requests of this open
+            // (Resource Timing, relative to the click).
+            const phase = (pattern) => {
+              const entry = performance
+                .getEntriesByType("resource")
+                .find((e) => e.startTime >= t0 && pattern.test(new URL(e.name).pathname));
+              return entry ? [Math.round(entry.startTime - t0), Math.round(entry.responseEnd - t0)] : null;
+            };
+            resolve({
+              ms: t1 - t0,
+              caseJson: phase(/^\/api\/cases\/[^/]+$/),
+              dicomFile: phase(/\/instances\/[^/]+\/file$/),
+            });
           } else if (failed()) {
             observer.disconnect();
             reject(new Error("the viewport went to data-state=error"));
@@ -75,14 +87,17 @@ async function timeOpen(page, caseId) {
           observer.disconnect();
           reject(new Error("not ready within 60 s"));
         }, 60_000);
+        performance.clearResourceTimings();
         t0 = performance.now();
         link.click();
       }),
     { label: `Open case ${short(caseId)}` },
   );
   await waitViewportReady(page, "radiograph-viewport");
-  return ms;
+  return timing;
 }
+
+const span = (pair) => (pair ? `${pair[0]}–${pair[1]}` : "?");
 
 /** Fetch + parse + frame copy + min/max of the same file, inside the page (ms). */
 async function timeBaseline(page, item, token) {
@@ -201,11 +216,12 @@ try {
   await page.evaluate(dicomParserSource);
   const [warm, ...measured] = cases;
   log(`warm-up open ${short(warm.case_id)} ...`);
-  const coldOpen = await timeOpen(page, warm.case_id);
+  const coldOpen = (await timeOpen(page, warm.case_id)).ms;
   const coldBaseline = await timeBaseline(page, warm, token);
   log(`warm-up: open ${coldOpen.toFixed(0)} ms, baseline ${coldBaseline.toFixed(0)} ms`);
   const opens = [];
   const baselines = [];
+  const phases = [];
   for (const [n, item] of measured.entries()) {
     let open;
     let base;
@@ -216,9 +232,14 @@ try {
       base = await timeBaseline(page, item, token);
       open = await timeOpen(page, item.case_id);
     }
-    opens.push(open);
+    opens.push(open.ms);
     baselines.push(base);
-    log(`${n + 1}/${measured.length} ${short(item.case_id)}: open ${open.toFixed(0)} ms, fetch+decode ${base.toFixed(0)} ms`);
+    phases.push({ case_json: open.caseJson, dicom_file: open.dicomFile });
+    log(
+      `${n + 1}/${measured.length} ${short(item.case_id)}: open ${open.ms.toFixed(0)} ms ` +
+        `(case JSON ${span(open.caseJson)} ms, DICOM file ${span(open.dicomFile)} ms after the click), ` +
+        `fetch+decode ${base.toFixed(0)} ms`,
+    );
   }
   await page.screenshot({ path: `${process.env.ARTIFACTS ?? "."}/bench-last-open.png` });
   const dragRuns = [];
@@ -233,7 +254,7 @@ try {
   }
   writeFileSync(
     env("OUT"),
-    JSON.stringify({ cold_open_ms: coldOpen, cold_baseline_ms: coldBaseline, open_ms: opens, baseline_ms: baselines, drags: dragRuns, page_drags: pageDragRuns, chromium: browser.version() }, null, 1),
+    JSON.stringify({ cold_open_ms: coldOpen, cold_baseline_ms: coldBaseline, open_ms: opens, open_phases: phases, baseline_ms: baselines, drags: dragRuns, page_drags: pageDragRuns, chromium: browser.version() }, null, 1),
   );
 } catch (error) {
   console.log(`FAILED: ${error?.stack ?? error}`);
