@@ -34,7 +34,6 @@ from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
 from control.domain.viewer.controllers import ViewerController
-from control.domain.viewer.data_controllers import ViewerDataController
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
 from control.http.input_guard import InputGuardMiddleware
@@ -116,7 +115,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
             ModelController,
             ViewerController,
-            ViewerDataController,
             # The UI: GET paths that no API route above claims (see control.http.spa).
             workstation_handler(settings.web_dir),
         ],

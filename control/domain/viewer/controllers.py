@@ -1,8 +1,9 @@
-"""Viewer endpoints: DICOM frames, headers and files, heat-map and segmentation overlays as PNG.
+"""Viewer endpoints: DICOM frames, headers and files, heat-map and segmentation overlays as PNG,
+and the data the workstation renders itself (a grey heat map, NIfTI volume and label map).
 
 Every route first checks that the caller may see the case; images and headers are then
 served from the cache, keyed by the case's version (see :mod:`control.domain.viewer.cache`),
-DICOM files straight from the object store.
+DICOM files and NIfTI volumes straight from the object store.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from control.imaging.render import require_plane
 AuthRequest = Request[AuthUser, object, State]
 PNG = "image/png"
 DICOM_JSON = "application/dicom+json"
+NIFTI_GZ = "application/gzip"
 DICOM = "application/dicom"
 
 WindowCenter = Annotated[
@@ -39,6 +41,9 @@ WindowWidth = Annotated[
     Parameter(description="display window width > 0 (with window_center)"),
 ]
 Alpha = Annotated[float, Parameter(description="overlay opacity, 0 to 1")]
+MaskChoice = Annotated[
+    str, Parameter(description="'current': the edited mask in force, else the AI's; 'ai'")
+]
 
 
 async def _cached_response(
@@ -264,3 +269,69 @@ class ViewerController(Controller):
             db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
         )
         return await service.segmentation_volume(request.app.state.store, finding)
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/cam/{label:str}/map",
+        operation_id="getCamMap",
+        media_type=PNG,
+    )
+    async def get_cam_map(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+        label: str,
+    ) -> Response[bytes]:
+        """A classification finding's heat map for ``label`` as an 8-bit grey PNG (0 = no
+        activation, 255 = the strongest), covering the whole image at reduced size with the
+        image's aspect ratio; the viewer scales and colours it. 404 ``cam_not_found``."""
+        case, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.CLASSIFICATION
+        )
+        cam = service.cam_ref(finding, label)
+        store = request.app.state.store
+        return await _cached_response(request, case, {}, lambda: service.cam_map_png(store, cam))
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/nifti/volume",
+        operation_id="getSegmentationVolumeNifti",
+        media_type=NIFTI_GZ,
+    )
+    async def get_volume_nifti(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+    ) -> Response[bytes]:
+        """The segmentation finding's MRI volume: gzip NIfTI-1, shape ``(X, Y, Z, 4)``,
+        channels T1, T1ce, T2, FLAIR (400 ``not_a_segmentation``)."""
+        _, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
+        )
+        payload = await request.app.state.store.get(service.artifact(finding, "volume"))
+        return Response(payload, media_type=NIFTI_GZ)
+
+    @get(
+        "/{case_id:uuid}/findings/{finding_id:uuid}/nifti/labels",
+        operation_id="getSegmentationLabelsNifti",
+        media_type=NIFTI_GZ,
+    )
+    async def get_labels_nifti(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        case_id: uuid.UUID,
+        finding_id: uuid.UUID,
+        mask: MaskChoice = "current",
+    ) -> Response[bytes]:
+        """The label map (0 background, 1 necrotic core, 2 edema, 3 enhancing tumour) on the
+        volume's grid as gzip NIfTI-1: the radiologist's edit in force or, with ``mask=ai``
+        or without an edit, the model's. 400 ``not_a_segmentation``, ``invalid_mask_choice``."""
+        _, finding = await _finding_of_kind(
+            db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
+        )
+        key, sha256 = service.label_map_source(finding, mask)
+        payload = await request.app.state.store.get(key, expected_sha256=sha256)
+        return Response(payload, media_type=NIFTI_GZ)
