@@ -19,7 +19,7 @@ import pydicom
 from control.dicom.deid import DeidResult, deidentify, pseudonymous_uid
 from control.dicom.nifti import assemble_mri_volume, looks_like_nifti
 from control.dicom.reader import UploadLimits, looks_like_dicom, read_dicom
-from control.errors import InvalidInputError, UnsupportedMediaError
+from control.errors import InvalidInputError, MedVisionError, UnsupportedMediaError
 from control.imaging.volumes import nifti_bytes
 
 NIFTI_SOP_CLASS = "nifti"
@@ -172,6 +172,63 @@ def prepare_upload(
         return _prepare_upload(files, limits, key)
 
 
+@dataclass
+class RejectedFile:
+    """A file of a batch that failed alone (the rest of the batch goes on)."""
+
+    #: The name the caller gave the file; callers of the network paths make them unique.
+    filename: str
+    error: MedVisionError
+
+
+def prepare_each(
+    files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
+) -> tuple[list[PreparedStudy], list[RejectedFile]]:
+    """Like :func:`prepare_upload`, but a bad DICOM file is rejected alone.
+
+    For the DICOM network paths (C-STORE, STOW-RS), where each instance has a status of its
+    own. NIfTI files are not accepted here. Blocking; shares :data:`HEAVY_WORK_SLOTS`.
+    """
+    studies: dict[str, PreparedStudy] = {}
+    rejected: list[RejectedFile] = []
+    for name, data in files:
+        try:
+            if not looks_like_dicom(data):
+                raise UnsupportedMediaError(
+                    f"{name}: not a DICOM Part 10 file", code="not_dicom", detail={"filename": name}
+                )
+            with HEAVY_WORK_SLOTS:
+                prepared = _prepare_dicom([(name, data)], limits, key)
+        except MedVisionError as exc:
+            exc.detail.setdefault("filename", name)
+            rejected.append(RejectedFile(name, exc))
+            continue
+        for study in prepared:
+            merged = studies.setdefault(study.study_uid, study)
+            if merged is not study:
+                merged.instances.extend(study.instances)
+    for study in studies.values():
+        _drop_duplicates(study, rejected)
+    return list(studies.values()), rejected
+
+
+def _drop_duplicates(study: PreparedStudy, rejected: list[RejectedFile]) -> None:
+    """The same instance twice in one batch is stored once; two contents under one UID fail."""
+    kept: dict[str, PreparedInstance] = {}
+    for instance in list(study.instances):
+        first = kept.setdefault(instance.sop_instance_uid, instance)
+        if first is instance:
+            continue
+        study.instances.remove(instance)
+        if first.sha256 != instance.sha256:
+            error = InvalidInputError(
+                f"{instance.filename}: two different files carry the same SOP Instance UID",
+                code="duplicate_instance_uid",
+                detail={"filename": instance.filename},
+            )
+            rejected.append(RejectedFile(instance.filename, error))
+
+
 def _prepare_upload(
     files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
 ) -> list[PreparedStudy]:
@@ -188,6 +245,17 @@ def _prepare_upload(
             raise UnsupportedMediaError(
                 f"{name}: neither DICOM nor NIfTI", code="not_dicom", detail={"filename": name}
             )
+    studies = {study.study_uid: study for study in _prepare_dicom(dicom_files, limits, key)}
+    if nifti_files:
+        nifti = _nifti_study(nifti_files, limits, key)
+        studies[nifti.study_uid] = nifti
+    return list(studies.values())
+
+
+def _prepare_dicom(
+    dicom_files: list[tuple[str, bytes]], limits: UploadLimits, key: bytes
+) -> list[PreparedStudy]:
+    """Validate and de-identify DICOM files, grouped by study; raises on the first bad file."""
     studies: dict[str, PreparedStudy] = {}
     seen: dict[str, str] = {}
     for name, data in dicom_files:
@@ -216,7 +284,4 @@ def _prepare_upload(
                 sex=result.sex,
             )
         study.instances.append(instance)
-    if nifti_files:
-        nifti = _nifti_study(nifti_files, limits, key)
-        studies[nifti.study_uid] = nifti
     return list(studies.values())

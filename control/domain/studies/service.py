@@ -21,7 +21,13 @@ from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import visible_to
 from control.domain.studies.links import LinkCipher
-from control.domain.studies.prepare import PreparedInstance, PreparedStudy, prepare_upload
+from control.domain.studies.prepare import (
+    PreparedInstance,
+    PreparedStudy,
+    RejectedFile,
+    prepare_each,
+    prepare_upload,
+)
 from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
 from control.inference.scheduling import schedule_case
 from control.storage import ObjectStore, instance_key
@@ -86,6 +92,40 @@ class IngestService:
         limits = UploadLimits.from_settings(self.settings)
         key = self.settings.key("deid")
         prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
+        return await self._store_with_retries(prepared, actor, race_ethnicity, uploader)
+
+    async def ingest_each(
+        self, files: list[tuple[str, bytes]], actor: Actor
+    ) -> tuple[IngestResult, list[RejectedFile]]:
+        """Ingest a batch of DICOM files in which each file succeeds or fails on its own.
+
+        The DICOM network paths (C-STORE, STOW-RS) answer per instance: a file that fails
+        validation, de-identification or storage (e.g. ``instance_conflict``) is returned in
+        the rejected list with its error, and everything else is stored in one transaction.
+        File names must be unique within the batch.
+        """
+        limits = UploadLimits.from_settings(self.settings)
+        key = self.settings.key("deid")
+        prepared, rejected = await anyio.to_thread.run_sync(prepare_each, files, limits, key)
+        while any(study.instances for study in prepared):
+            try:
+                result = await self._store_with_retries(prepared, actor, None, None)
+                return result, rejected
+            except MedVisionError as exc:
+                # The failed transaction was rolled back; retry without the file it names.
+                filename = exc.detail.get("filename")
+                if not _drop_file(prepared, filename):
+                    raise
+                rejected.append(RejectedFile(str(filename), exc))
+        return IngestResult([]), rejected
+
+    async def _store_with_retries(
+        self,
+        prepared: list[PreparedStudy],
+        actor: Actor,
+        race_ethnicity: str | None,
+        uploader: AuthUser | None,
+    ) -> IngestResult:
         for attempt in range(3):
             try:
                 return await self._store_all(prepared, actor, race_ethnicity, uploader)
@@ -381,6 +421,18 @@ def same_dicom_content(first: bytes, second: bytes) -> bool:
         return bool(np.array_equal(a.pixel_array, b.pixel_array))
     except Exception:  # a decoder failure proves nothing: treat as a conflict
         return False
+
+
+def _drop_file(prepared: list[PreparedStudy], filename: object) -> bool:
+    """Remove the instance named ``filename`` (and studies left empty); False if none is."""
+    for study in prepared:
+        for instance in study.instances:
+            if instance.filename == filename:
+                study.instances.remove(instance)
+                if not study.instances:
+                    prepared.remove(study)
+                return True
+    return False
 
 
 def _merge_modality(current: str, incoming: str) -> str:
