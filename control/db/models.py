@@ -212,10 +212,25 @@ class Case(UUIDAuditBase):
     """A study on the worklist: its status, priority and the radiologist who holds it."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_status_priority", "status", "priority_rank"),)
+    __table_args__ = (
+        Index("ix_cases_status_priority", "status", "priority_rank"),
+        # A study has one original case; every later case is the addendum of exactly one
+        # signed-off case (``addendum_of_id`` is unique), so racing uploads cannot open two.
+        Index(
+            "uq_cases_original_per_study",
+            "study_id",
+            unique=True,
+            sqlite_where=text("addendum_of_id IS NULL"),
+            postgresql_where=text("addendum_of_id IS NULL"),
+        ),
+    )
 
     study_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("studies.id", ondelete="CASCADE"), unique=True
+        ForeignKey("studies.id", ondelete="CASCADE"), index=True
+    )
+    #: The signed-off case whose study received images after sign-off (this case reads them).
+    addendum_of_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), unique=True, default=None
     )
     status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus, "case_status"), index=True)
     priority: Mapped[Priority] = mapped_column(

@@ -59,6 +59,8 @@ class CaseOut(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     study: StudySummary
+    #: The signed-off case this one is an addendum to (images that arrived after sign-off).
+    addendum_of: uuid.UUID | None = None
 
     @classmethod
     def of(cls, case: Case) -> CaseOut:
@@ -78,6 +80,7 @@ class CaseOut(msgspec.Struct):
             created_at=case.created_at,
             updated_at=case.updated_at,
             study=StudySummary.of(case.study),
+            addendum_of=case.addendum_of_id,
         )
 
 

@@ -12,6 +12,7 @@ import pydicom
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from control.config import Settings
 from control.db.models import Case, CaseStatus, Instance, Series, Study, StudyLink
@@ -34,6 +35,7 @@ from control.storage import ObjectStore, instance_key
 
 BURNED_IN_FLAG = "burned_in_annotation"
 AFTER_SIGN_OFF_FLAG = "images_after_sign_off"
+ADDENDUM_FLAG = "addendum"
 
 
 @dataclass
@@ -218,6 +220,8 @@ class IngestService:
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
         case = await self._ensure_case(study, prepared)
+        if new and case.status == CaseStatus.SIGNED_OFF:
+            case = await self._open_addendum(case, study, new, actor)
         job = None
         if self.reencoded:
             await chain.append(
@@ -247,8 +251,6 @@ class IngestService:
                 },
             )
             job = await schedule_case(self.session, case, study, self.settings, actor)
-            if case.status == CaseStatus.SIGNED_OFF:
-                await self._flag_after_sign_off(case, new, actor)
         return IngestedStudy(
             study_id=study.id,
             case_id=case.id,
@@ -262,20 +264,39 @@ class IngestService:
             inference_queued=job is not None,
         )
 
-    async def _flag_after_sign_off(self, case: Case, new: int, actor: Actor) -> None:
-        """New images of a signed-off study: the report stays as signed (it is final), but
-        the case carries ``images_after_sign_off`` for everyone who opens or lists it, and
-        the arrival is audited on the case, so the unread images are not silent."""
-        if AFTER_SIGN_OFF_FLAG not in case.flags:
-            case.flags = [*case.flags, AFTER_SIGN_OFF_FLAG]
+    async def _open_addendum(self, signed: Case, study: Study, new: int, actor: Actor) -> Case:
+        """New images of a signed-off study open an addendum case linked to the signed one.
+
+        The signed report stays as it was (it is final); it gains the
+        ``images_after_sign_off`` flag so whoever opens it sees that later images exist,
+        and the new case, flagged ``addendum``, goes through inference and onto the worklist
+        with the signed case's priority. Both steps are audited. Racing uploads cannot open
+        two addenda: ``addendum_of_id`` is unique, and the loser retries against the winner.
+        """
+        if AFTER_SIGN_OFF_FLAG not in signed.flags:
+            signed.flags = [*signed.flags, AFTER_SIGN_OFF_FLAG]
+        carried = [flag for flag in signed.flags if flag == BURNED_IN_FLAG]
+        addendum = Case(
+            study_id=study.id,
+            addendum_of_id=signed.id,
+            status=CaseStatus.RECEIVED,
+            priority=signed.priority,
+            priority_rank=signed.priority_rank,
+            modality=study.modality,
+            flags=[*carried, ADDENDUM_FLAG],
+            study=study,
+        )
+        self.session.add(addendum)
+        await self.session.flush()
         await chain.append(
             self.session,
-            "case.images_after_sign_off",
+            "case.addendum_opened",
             actor,
             target_type="case",
-            target_id=str(case.id),
-            details={"new_instances": new},
+            target_id=str(addendum.id),
+            details={"addendum_of": str(signed.id), "new_instances": new},
         )
+        return addendum
 
     async def _check_may_add_to(
         self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
@@ -297,7 +318,14 @@ class IngestService:
             )
 
     async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:
-        case = await self.session.scalar(select(Case).where(Case.study_id == study.id))
+        """The study's current case (its latest addendum, else its original), created if none."""
+        successor = aliased(Case)
+        case = await self.session.scalar(
+            select(Case).where(
+                Case.study_id == study.id,
+                ~select(successor.id).where(successor.addendum_of_id == Case.id).exists(),
+            )
+        )
         flags = [BURNED_IN_FLAG] if prepared.burned_in_annotation else []
         if case is None:
             case = Case(

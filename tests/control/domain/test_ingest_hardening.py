@@ -9,6 +9,7 @@ caller may not see.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -219,23 +220,62 @@ async def test_resent_instance_with_other_pixels_still_conflicts(app, client, ac
     assert body["detail"]["filename"] == "other.dcm"
 
 
-async def test_new_images_of_a_signed_off_case_are_flagged_and_audited(app, client, accounts):
+async def _sign_off_all(app) -> None:
     from control.db.models import CaseStatus
 
-    headers = accounts["pacs1"].headers
-    first = await upload(client, headers, ("a.dcm", ct_variant(1)))
-    case_id = first.json()["case_ids"][0]
     async with app.state.session_factory() as session:
         await session.execute(update(Case).values(status=CaseStatus.SIGNED_OFF))
         await session.commit()
+
+
+async def test_new_images_of_a_signed_off_case_open_a_linked_addendum(app, client, accounts):
+    headers, admin = accounts["pacs1"].headers, accounts["admin1"].headers
+    first = await upload(client, headers, ("a.dcm", ct_variant(1)))
+    signed_id = first.json()["case_ids"][0]
+    await _sign_off_all(app)
 
     later = await upload(client, headers, ("b.dcm", ct_variant(2)))
 
     assert later.status_code == 201, later.text
     study = later.json()["studies"][0]
-    assert study["status"] == "signed_off"  # the signed report is final and stays so
-    assert "images_after_sign_off" in study["flags"]
-    case = await client.get(f"/api/cases/{case_id}", headers=accounts["admin1"].headers)
-    assert "images_after_sign_off" in case.json()["flags"]
-    events = await audit_actions(app, "case.images_after_sign_off")
-    assert [event.target_id for event in events] == [case_id]
+    addendum_id = study["case_id"]
+    assert addendum_id != signed_id
+    assert study["status"] != "signed_off" and "addendum" in study["flags"]
+    addendum = (await client.get(f"/api/cases/{addendum_id}", headers=admin)).json()
+    assert addendum["addendum_of"] == signed_id
+    assert addendum["study"]["id"] == first.json()["studies"][0]["study_id"]
+    signed = (await client.get(f"/api/cases/{signed_id}", headers=admin)).json()
+    assert signed["status"] == "signed_off"  # the signed report is final and stays so
+    assert signed["addendum_of"] is None
+    assert "images_after_sign_off" in signed["flags"]
+    events = await audit_actions(app, "case.addendum_opened")
+    assert [event.target_id for event in events] == [addendum_id]
+    details = events[0].details
+    assert (json.loads(details) if isinstance(details, str) else details)["addendum_of"] == signed_id
+
+    # More images while the addendum is open join it; a re-send changes nothing.
+    third = await upload(client, headers, ("c.dcm", ct_variant(3)))
+    again = await upload(client, headers, ("b.dcm", ct_variant(2)))
+    assert third.json()["studies"][0]["case_id"] == addendum_id
+    assert again.json()["studies"][0]["case_id"] == addendum_id
+    assert again.json()["studies"][0]["new_instances"] == 0
+    async with app.state.session_factory() as session:
+        assert len((await session.scalars(select(Case))).all()) == 2
+
+
+async def test_racing_uploads_after_sign_off_open_one_addendum(app, client, accounts):
+    headers = accounts["pacs1"].headers
+    assert (await upload(client, headers, ("a.dcm", ct_variant(1)))).status_code == 201
+    await _sign_off_all(app)
+
+    responses = await asyncio.gather(
+        *(upload(client, headers, (f"n{i}.dcm", ct_variant(10 + i))) for i in range(4))
+    )
+
+    assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+    case_ids = {r.json()["studies"][0]["case_id"] for r in responses}
+    assert len(case_ids) == 1
+    async with app.state.session_factory() as session:
+        cases = (await session.scalars(select(Case))).all()
+    assert len(cases) == 2
+    assert len(await audit_actions(app, "case.addendum_opened")) == 1
