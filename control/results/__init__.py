@@ -1,0 +1,1 @@
+"""Signed-off results as DICOM objects (SR, SEG) and their delivery to PACS destinations."""
