@@ -34,11 +34,12 @@ from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
 from control.domain.viewer.controllers import ViewerController
+from control.http.api_docs import SCHEMA_PATH, assets_router, render_plugins
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
 from control.http.input_guard import InputGuardMiddleware
 from control.http.logging import RequestIdMiddleware, add_request_id_header, configure_logging
-from control.http.security import add_security_headers
+from control.http.security import add_security_headers, strict_transport_security
 from control.http.spa import workstation_handler
 from control.inference.worker import Worker
 from control.storage import build_store
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
             ModelController,
             ViewerController,
+            assets_router(),
             # The UI: GET paths that no API route above claims (see control.http.spa).
             workstation_handler(settings.web_dir),
         ],
@@ -127,7 +129,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(BearerAuthMiddleware, exclude=public),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[add_request_id_header, add_security_headers],
+        before_send=[
+            add_request_id_header,
+            add_security_headers,
+            *(
+                [strict_transport_security(settings.hsts_max_age_s)]
+                if settings.hsts_max_age_s
+                else []
+            ),
+        ],
         lifespan=[lifespan],
         stores={"cache": cache},
         request_max_body_size=settings.max_request_bytes,
@@ -135,7 +145,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="MedVision",
             version=__version__,
-            path="/schema",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
             use_handler_docstrings=True,
             components=Components(
                 security_schemes={

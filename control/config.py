@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         default=[],
         description="addresses/networks whose X-Forwarded-For is believed (comma-separated)",
     )
+    #: Strict-Transport-Security max-age in seconds, 0 = not sent. Set it (e.g. 31536000)
+    #: only where every client reaches MedVision over TLS (a TLS-terminating proxy).
+    hsts_max_age_s: int = Field(default=0, ge=0, le=2 * 365 * 86_400)
 
     max_request_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import weakref
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -38,6 +41,7 @@ def _create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -64,6 +68,21 @@ def _create_engine(settings: Settings) -> AsyncEngine:
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (responses are built after commit)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create the SQLite database file readable and writable by its owner only (0600).
+
+    SQLite gives its -wal and -shm files the database file's permissions; left to the
+    process umask, the file holding pseudonymised patient data would usually be world
+    readable. An existing file keeps the permissions its operator chose.
+    """
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def sync_url(settings: Settings) -> str:

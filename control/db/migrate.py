@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 from control.config import Settings
-from control.db.engine import sync_url
+from control.db.engine import create_private_sqlite_file, sync_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -25,6 +25,7 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the database schema up to ``revision`` (idempotent)."""
     if settings.resolved_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite_file(settings.resolved_database_url)
     command.upgrade(alembic_config(settings), revision)
 
 

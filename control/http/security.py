@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar.types import Message, Scope
+from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
 #: The workstation's policy: only its own origin, no inline scripts, no plugins, no framing.
 #: Each relaxation of a plain ``'self'`` policy, and why:
@@ -30,6 +30,23 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+#: The API documentation pages (/schema): Swagger UI's files come from this server, but
+#: Litestar inlines the page's bootstrap script (with the document), hence 'unsafe-inline'
+#: for scripts on these pages only; they hold no patient data and load nothing from elsewhere.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
 #: Sent with every response.
 ALWAYS = {
     b"x-content-type-options": b"nosniff",
@@ -45,8 +62,6 @@ PRIVATE_JSON = b"private, no-store"
 #: the browser alone (never by a shared cache) and are checked with the server before reuse.
 PRIVATE_BODY = b"private, max-age=0, must-revalidate"
 
-#: Litestar's Swagger/ReDoc pages load their scripts from a CDN and inline a bootstrap script,
-#: so the workstation's CSP would break them; they get the other headers only.
 _SCHEMA_PREFIX = "/schema"
 
 
@@ -55,8 +70,8 @@ def _is_schema(path: str) -> bool:
 
 
 async def add_security_headers(message: Message, scope: Scope) -> None:
-    """``before_send`` hook: nosniff, no referrer and no framing on every response; the CSP
-    on HTML outside ``/schema``; on API responses without their own Cache-Control,
+    """``before_send`` hook: nosniff, no referrer and no framing on every response; a CSP on
+    every HTML page (the API documentation's own); on API responses without their own Cache-Control,
     ``private, no-store`` for JSON and ``private, max-age=0, must-revalidate`` otherwise."""
     if message["type"] != "http.response.start":
         return
@@ -65,10 +80,25 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     added = [(name, value) for name, value in ALWAYS.items() if name not in present]
     path = scope.get("path", "")
     content_type = present.get(b"content-type", b"").split(b";")[0].strip().lower()
-    is_page = content_type == b"text/html" and not _is_schema(path)
-    if is_page and b"content-security-policy" not in present:
-        added.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+    if content_type == b"text/html" and b"content-security-policy" not in present:
+        policy = DOCS_CONTENT_SECURITY_POLICY if _is_schema(path) else CONTENT_SECURITY_POLICY
+        added.append((b"content-security-policy", policy.encode()))
     if path.startswith(PRIVATE_PREFIXES) and b"cache-control" not in present:
         is_json = content_type == b"application/json"
         added.append((b"cache-control", PRIVATE_JSON if is_json else PRIVATE_BODY))
     message["headers"] = headers + added
+
+
+def strict_transport_security(max_age_s: int) -> BeforeMessageSendHookHandler:
+    """A ``before_send`` hook adding ``Strict-Transport-Security`` (with subdomains) to every
+    response; for deployments where every client reaches MedVision over TLS."""
+    value = f"max-age={max_age_s}; includeSubDomains".encode()
+
+    async def add_hsts(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", []),
+                (b"strict-transport-security", value),
+            ]
+
+    return add_hsts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import msgspec
@@ -10,6 +11,8 @@ from litestar.datastructures import State
 from sqlalchemy import text
 
 from control import __version__
+
+logger = logging.getLogger("medvision.ready")
 
 
 class HealthOut(msgspec.Struct):
@@ -49,10 +52,21 @@ async def _timed(check: str, state: State) -> CheckOut:
                 state.settings.triton_url, timeout_s=2.0, retries=0, use_shared_memory=False
             ) as client:
                 if not await client.is_ready():
-                    return CheckOut(False, f"Triton at {state.settings.triton_url} is not ready")
+                    return CheckOut(False, "not ready")
     except Exception as exc:
-        return CheckOut(False, f"{type(exc).__name__}: {exc}"[:300])
+        # /ready is public: the driver's message (hosts, ports, user names, paths) goes to
+        # the server log only; the caller learns which check failed and the kind of failure.
+        logger.warning("readiness check %s failed: %s: %s", check, type(exc).__name__, exc)
+        return CheckOut(False, _failure_kind(exc))
     return CheckOut(True, None, round((time.perf_counter() - started) * 1000, 2))
+
+
+def _failure_kind(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionError | OSError):
+        return "unreachable"
+    return "unavailable"
 
 
 @get("/ready", operation_id="ready", tags=["system"], security=[])
