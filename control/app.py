@@ -23,7 +23,11 @@ from control.db.engine import create_engine, create_session_factory
 from control.db.migrate import upgrade
 from control.domain.audit.checkpoints import Checkpointer
 from control.domain.audit.controllers import AuditController
-from control.domain.auth.controllers import AuthController
+from control.domain.auth.controllers import (
+    TOKEN_PATH,
+    AuthController,
+    audit_refused_token_request,
+)
 from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
@@ -125,7 +129,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             RequestIdMiddleware,
             # Before authentication: hostile shapes from anyone stop here (NUL, deep JSON).
-            InputGuardMiddleware,
+            DefineMiddleware(
+                InputGuardMiddleware,
+                on_refused={TOKEN_PATH: audit_refused_token_request},
+            ),
             DefineMiddleware(BearerAuthMiddleware, exclude=public),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -20,6 +20,7 @@ files legitimately hold NUL bytes, and their text fields are checked where they 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Mapping
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
@@ -36,6 +37,10 @@ MAX_SMALL_BODY_BYTES = 1024 * 1024
 _ENCODED_NUL = re.compile(rb"%00")
 _JSON_NUL = re.compile(rb"\\u0000", re.IGNORECASE)
 _URLENCODED = b"application/x-www-form-urlencoded"
+
+#: Called with the request's scope and the refusal when the guard refuses a request to a
+#: path that must leave a trace of every attempt (the token endpoint: a failed login).
+RefusalHook = Callable[[Scope, MedVisionError], Awaitable[None]]
 
 
 def reject_nul(value: str, field: str) -> None:
@@ -85,36 +90,52 @@ def _is_json(content_type: bytes) -> bool:
 
 
 class InputGuardMiddleware:
-    """ASGI middleware enforcing the checks in this module's docstring."""
+    """ASGI middleware enforcing the checks in this module's docstring.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``on_refused`` maps exact paths to a hook awaited before a refusal of the guard's own is
+    answered (errors of the application behind it do not reach the hook).
+    """
+
+    def __init__(self, app: ASGIApp, on_refused: Mapping[str, RefusalHook] | None = None) -> None:
         self.app = app
+        self.on_refused = dict(on_refused or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        query = bytes(scope.get("query_string", b""))
-        if b"\x00" in query or _ENCODED_NUL.search(query):
-            raise _nul_error("query parameters")
-        if "\x00" in scope.get("path", ""):
-            raise _nul_error("the path")
-        content_type = _content_type(scope)
-        if not (_is_json(content_type) or content_type == _URLENCODED):
-            await self.app(scope, receive, send)
-            return
-        body = await _read_body(receive)
-        if _is_json(content_type):
-            if _JSON_NUL.search(body) or b"\x00" in body:
-                raise _nul_error("the JSON body")
-            if _json_depth_exceeds(body, MAX_JSON_DEPTH):
-                raise InvalidInputError(
-                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
-                    code="json_too_deep",
-                )
-        elif b"\x00" in body or _ENCODED_NUL.search(body):
-            raise _nul_error("form fields")
-        await self.app(scope, _replay(body, receive), send)
+        try:
+            checked = await _checked(scope, receive)
+        except MedVisionError as exc:
+            hook = self.on_refused.get(scope.get("path", ""))
+            if hook is not None and not isinstance(exc, _Disconnected):
+                await hook(scope, exc)
+            raise
+        await self.app(scope, checked, send)
+
+
+async def _checked(scope: Scope, receive: Receive) -> Receive:
+    """The request's ``receive`` (replaying a buffered body) once every check has passed."""
+    query = bytes(scope.get("query_string", b""))
+    if b"\x00" in query or _ENCODED_NUL.search(query):
+        raise _nul_error("query parameters")
+    if "\x00" in scope.get("path", ""):
+        raise _nul_error("the path")
+    content_type = _content_type(scope)
+    if not (_is_json(content_type) or content_type == _URLENCODED):
+        return receive
+    body = await _read_body(receive)
+    if _is_json(content_type):
+        if _JSON_NUL.search(body) or b"\x00" in body:
+            raise _nul_error("the JSON body")
+        if _json_depth_exceeds(body, MAX_JSON_DEPTH):
+            raise InvalidInputError(
+                f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
+                code="json_too_deep",
+            )
+    elif b"\x00" in body or _ENCODED_NUL.search(body):
+        raise _nul_error("form fields")
+    return _replay(body, receive)
 
 
 async def _read_body(receive: Receive) -> bytes:

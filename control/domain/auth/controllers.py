@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body
+from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.domain.audit.chain import Actor
@@ -23,6 +24,7 @@ from control.domain.auth.service import (
     TokenResponse,
     audit_failed_login,
 )
+from control.errors import MedVisionError
 from control.http.context import actor_from_request
 from control.http.errors import http_error
 
@@ -30,6 +32,8 @@ from control.http.errors import http_error
 #: of ~600 bytes, or a long password) is far below; the limit is checked while the body
 #: streams in, before any of it is parsed, so a 200 MB "username" is never held in memory.
 TOKEN_BODY_MAX_BYTES = 16 * 1024
+#: The token endpoint's path (every refused request to it is an audited failed login).
+TOKEN_PATH = "/api/auth/token"
 
 #: Each field's limit in characters; a longer value is refused (and audited, cut short).
 #: Passwords may be long passphrases, but Argon2 hashes whatever it is given: 1024 bounds the
@@ -94,6 +98,14 @@ async def _audit_oversized(session_factory: async_sessionmaker[AsyncSession], ac
         await audit_failed_login(
             session, actor, None, "request_too_large", {"limit_bytes": TOKEN_BODY_MAX_BYTES}
         )
+
+
+async def audit_refused_token_request(scope: Scope, error: MedVisionError) -> None:
+    """A token request the input guard refused (NUL bytes, a body over its limit) is a failed
+    login all the same: audited with the guard's code and no username (none was read)."""
+    request: Request[Any, Any, Any] = Request(scope)
+    async with request.app.state.session_factory() as session:
+        await audit_failed_login(session, actor_from_request(request), None, error.code)
 
 
 def _token_request_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

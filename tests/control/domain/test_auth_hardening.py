@@ -114,6 +114,36 @@ async def test_token_body_over_the_limit_is_refused_unread_and_audited(app, clie
     assert json.loads(entry.details)["reason"] == "request_too_large"
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (
+            "grant_type=password&username=" + "u" * (2 * 1024 * 1024) + "&password=x",
+            413,
+            "body_too_large",
+        ),
+        ("grant_type=password&username=ad%00min&password=x", 400, "nul_byte"),
+        ("grant_type=password&username=ad\x00min&password=x", 400, "nul_byte"),
+    ],
+    ids=["over-1MiB", "encoded-nul", "raw-nul"],
+)
+async def test_token_request_refused_before_routing_is_still_an_audited_failed_login(
+    app, client, body, status, reason
+):
+    """The input guard answers these before the token endpoint runs; the attempt is audited
+    all the same, with no username (none was read) and the guard's error code."""
+    response = await client.post(
+        "/api/auth/token",
+        content=body.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == reason
+    [entry] = await _audit(app, "auth.login_failed")
+    assert entry.actor is None
+    assert json.loads(entry.details)["reason"] == reason
+
+
 async def test_long_client_address_is_bounded_and_the_failure_audited(app, client):
     """A peer name over 64 characters (PostgreSQL: 500 and no audit entry before)."""
     transport = httpx.ASGITransport(app=app, client=("h" * 200, 4000))
