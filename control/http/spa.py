@@ -19,7 +19,7 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path, PurePosixPath
 
-from litestar import get
+from litestar import HttpMethod, route
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
@@ -101,14 +101,15 @@ def _file(path: Path, cache_control: str) -> File:
 
 
 def workstation_handler(web_dir: Path) -> HTTPRouteHandler:
-    """The GET handler for ``/`` and every path under it that no other route claims.
+    """The GET (and HEAD) handler for ``/`` and every path under it that no other route claims.
 
     Public (the SPA logs in itself through ``/api/auth/token``) and left out of the OpenAPI
     document.
     """
 
-    @get(
+    @route(
         ["/", "/{file_path:path}"],
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
         name="workstation",
         include_in_schema=False,
         opt={"exclude_from_auth": True},

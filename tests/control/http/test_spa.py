@@ -42,6 +42,17 @@ async def test_client_side_routes_get_index_html(ui_client, path):
     assert response.headers["cache-control"] == "no-cache"
 
 
+@pytest.mark.parametrize("path", ["/", "/cases/123", "/assets/index-abc.js"])
+async def test_head_answers_like_get_without_a_body(ui_client, path):
+    """Uptime checks and proxies probe with HEAD (it answered 405)."""
+    get_response = await ui_client.get(path)
+    head_response = await ui_client.head(path)
+    assert head_response.status_code == 200
+    for header in ("content-type", "cache-control", "content-length"):
+        assert head_response.headers[header] == get_response.headers[header], header
+    assert head_response.content == b""
+
+
 @pytest.mark.parametrize(("path", "content_type"), ASSETS)
 async def test_hashed_assets_have_their_type_and_are_cached_forever(ui_client, path, content_type):
     response = await ui_client.get(path)
