@@ -32,6 +32,7 @@ from control.results.sr import (
     algorithm_parameters,
     evidence_header,
     person_name,
+    quiet_person_name_warnings,
     stamp_times,
 )
 
@@ -52,7 +53,8 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
     instance, each frame referencing its source instance (SourceImageSequence /
     DerivationImageSequence) and carrying its plane position; the source series in
     ReferencedSeriesSequence; patient and study attributes copied from the first source
-    instance; dates and times from ``result.verifier.verified_at``; UIDs from the input.
+    instance; dates and times from ``result.verifier.verified_at``; UIDs from the input
+    (DimensionOrganizationUID and segment tracking UIDs derived from ``seg_sop_uid``).
 
     ``source_images`` need the header only (no PixelData): SOP Class/Instance, Study/Series
     Instance and Frame of Reference UIDs, Rows, Columns, PixelSpacing,
@@ -98,26 +100,30 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
     ]
     edited = "edited by the radiologist" if result.mask_source == "edited" else "AI"
     synthetic = ", synthetic training data" if result.algorithm.synthetic else ""
-    seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=result.seg_series_uid,
-        series_number=_SEG_SERIES_NUMBER,
-        sop_instance_uid=result.seg_sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        manufacturer_model_name=result.algorithm.name[:_LO_MAX],
-        software_versions=result.algorithm.version[:_LO_MAX],
-        device_serial_number=(result.algorithm.training_run or result.algorithm.version)[:_LO_MAX],
-        content_label="BRATS",
-        content_description=f"Brain tumour segmentation ({edited}{synthetic})"[:_LO_MAX],
-        content_creator_name=person_name(result.verifier.name),
-        series_description=f"AI brain tumour segmentation ({edited}{synthetic})"[:_LO_MAX],
-        omit_empty_frames=False,
-    )
+    with quiet_person_name_warnings():
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=result.seg_series_uid,
+            series_number=_SEG_SERIES_NUMBER,
+            sop_instance_uid=result.seg_sop_uid,
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name=result.algorithm.name[:_LO_MAX],
+            software_versions=result.algorithm.version[:_LO_MAX],
+            device_serial_number=(result.algorithm.training_run or result.algorithm.version)[
+                :_LO_MAX
+            ],
+            content_label="BRATS",
+            content_description=f"Brain tumour segmentation ({edited}{synthetic})"[:_LO_MAX],
+            content_creator_name=person_name(result.verifier.name),
+            series_description=f"AI brain tumour segmentation ({edited}{synthetic})"[:_LO_MAX],
+            omit_empty_frames=False,
+        )
     stamp_times(seg, result.verifier.verified_at)
+    _fix_dimension_organization_uid(seg, result.seg_sop_uid)
     return seg
 
 
@@ -134,6 +140,16 @@ def source_slice_order(datasets: Sequence[pydicom.Dataset]) -> npt.NDArray[np.in
     )
     order: npt.NDArray[np.intp] = np.argsort(distances, kind="stable")
     return order
+
+
+def _fix_dimension_organization_uid(seg: pydicom.Dataset, sop_uid: str) -> None:
+    """Replace highdicom's random DimensionOrganizationUID with one derived from the SEG's
+    SOP Instance UID, so the same content gives the same bytes."""
+    uid = generate_uid(entropy_srcs=["medvision-dimension-organization", sop_uid])
+    for item in seg.get("DimensionOrganizationSequence", []):
+        item.DimensionOrganizationUID = uid
+    for item in seg.get("DimensionIndexSequence", []):
+        item.DimensionOrganizationUID = uid
 
 
 def _frames_in_source_order(

@@ -14,7 +14,9 @@ SOP Common/General Series modules the standard requires, and reads them back for
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import highdicom as hd
@@ -34,12 +36,12 @@ __all__ = [
     "build_cxr_sr",
     "evidence_header",
     "person_name",
+    "quiet_person_name_warnings",
     "stamp_times",
 ]
 
 MANUFACTURER = "MedVision"
 _SR_SERIES_NUMBER = 9001
-_SEG_REFERENCE_SERIES_NUMBER = 9002
 _LO_MAX = 64
 #: Type 2 attributes of the Patient and General Study modules that highdicom reads from the
 #: first source image; a stored instance may lack them (de-identification empties or drops
@@ -55,7 +57,6 @@ _TYPE2_HEADER = (
     "StudyTime",
     "ReferringPhysicianName",
 )
-_DECISIONS_OF_A_REVIEW = frozenset({"accepted", "rejected", "edited", "none"})
 
 
 def build_cxr_sr(report: CxrReport) -> pydicom.Dataset:
@@ -220,6 +221,20 @@ def person_name(name: str) -> str:
     return cleaned[:_LO_MAX]
 
 
+@contextmanager
+def quiet_person_name_warnings() -> Iterator[None]:
+    """Silence highdicom's "unlikely to represent the intended person name" warnings while
+    building: they quote the name (a pseudonym here, copied verbatim), and names must stay
+    out of logs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=".*unlikely to represent the intended person name",
+            category=UserWarning,
+        )
+        yield
+
+
 def stamp_times(ds: pydicom.Dataset, at: datetime) -> None:
     """Replace every date and time highdicom takes from the clock with ``at`` (in UTC):
     InstanceCreation, Content and Series Date/Time, VerificationDateTime and highdicom's
@@ -358,24 +373,25 @@ def _sr_document(
     created: datetime,
 ) -> hd.sr.Comprehensive3DSR:
     utc = _utc(created)
-    document = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=content,
-        series_instance_uid=series_uid,
-        series_number=_SR_SERIES_NUMBER,
-        sop_instance_uid=sop_uid,
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=verifier is not None,
-        is_verified=verifier is not None,
-        verifying_observer_name=person_name(verifier.name) if verifier else None,
-        verifying_organization=verifier.organization[:_LO_MAX] if verifier else None,
-        series_description=description,
-        content_date=utc.date(),
-        content_time=utc.time().replace(microsecond=0),
-        coding_schemes=[codes.medvision_coding_scheme()],
-    )
+    with quiet_person_name_warnings():
+        document = hd.sr.Comprehensive3DSR(
+            evidence=evidence,
+            content=content,
+            series_instance_uid=series_uid,
+            series_number=_SR_SERIES_NUMBER,
+            sop_instance_uid=sop_uid,
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            is_final=verifier is not None,
+            is_verified=verifier is not None,
+            verifying_observer_name=person_name(verifier.name) if verifier else None,
+            verifying_organization=verifier.organization[:_LO_MAX] if verifier else None,
+            series_description=description,
+            content_date=utc.date(),
+            content_time=utc.time().replace(microsecond=0),
+            coding_schemes=[codes.medvision_coding_scheme()],
+        )
     stamp_times(document, utc)
     return document
 
@@ -410,7 +426,7 @@ def _text(name: Code, value: str) -> hd.sr.TextContentItem:
 def _check_reading(reading: LabelReading) -> None:
     if reading.label not in codes.CXR_FINDINGS:
         raise ValueError(f"unknown chest X-ray label {reading.label!r}")
-    if reading.decision not in _DECISIONS_OF_A_REVIEW:
+    if reading.decision not in codes.DECISIONS:
         raise ValueError(f"unknown decision {reading.decision!r} for {reading.label}")
     if not 0.0 <= float(reading.probability) <= 1.0:
         raise ValueError(f"probability of {reading.label} must lie in [0, 1]")
