@@ -48,8 +48,13 @@ def labels_to_regions(label_map: Any) -> Any:
         low, high = int(label_map.min()), int(label_map.max())
         if low < 0 or high > ET:
             raise ValueError(
-                f"label values must be in 0..3 (BraTS 2023), found {low}..{high}; "
-                "older BraTS releases used 4 for enhancing tumour: map it to 3 first"
+                f"label values must be in 0..3 (BraTS 2023), found {low}..{high}"
+                + (
+                    "; label 4 is BraTS 2024's resection cavity (post-operative scans), "
+                    "which this model does not segment"
+                    if high == 4
+                    else ""
+                )
             )
     enhancing = label_map == ET
     core = enhancing | (label_map == NCR)

@@ -67,8 +67,10 @@ def test_probabilities_are_thresholded() -> None:
 
 
 def test_bad_inputs_raise() -> None:
-    with pytest.raises(ValueError, match="map it to 3"):
+    with pytest.raises(ValueError, match="label 4 is BraTS 2024's resection cavity"):
         labels_to_regions(np.array([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"found 0\.\.5$"):
+        labels_to_regions(np.array([0, 5]))
     with pytest.raises(ValueError, match="3 channels"):
         regions_to_labels(np.zeros((4, 5, 5), dtype=bool))
     with pytest.raises(ValueError, match="spacing"):

@@ -73,6 +73,12 @@ def test_brats_train_and_evaluate(data_dir):
     )  # fmt: skip
     report = json.loads((out / "evaluation" / "report.json").read_text())
     assert set(report["metrics"]["segmentation"]) == {"ET", "TC", "WT"}
+    # The BraTS 2023 challenge's lesion-wise figures are reported beside MONAI's.
+    for region in report["metrics"]["segmentation"].values():
+        assert 0.0 <= region["lesion_wise"]["dice"]["mean"] <= 1.0
+        assert 0.0 <= region["lesion_wise"]["hd95"]["mean"] <= 374.0
+        assert region["hd95_challenge"]["n"] == region["dice"]["n"]
+    assert "The challenge's figures" in (out / "evaluation" / "report.md").read_text()
     assert load_checkpoint(out / "best.pt")["meta"]["regions"] == ["ET", "TC", "WT"]
 
 

@@ -1,4 +1,5 @@
-"""BraTS segmentation evaluation: sliding-window inference, per-region Dice and HD95."""
+"""BraTS segmentation evaluation: sliding-window inference, per-region Dice and HD95, and
+their summaries (with the challenge's lesion-wise figures when the cases carry them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
+from training.evaluation.lesionwise import challenge_hd95
 from training.labels import BRATS_REGIONS
 
 
@@ -122,8 +124,11 @@ def summarise_cases(
     """Mean, median, (population) std and count of Dice and HD95 per region across cases.
 
     ``per_case`` holds ``dice_hd95`` results (other keys, such as a case id, are ignored).
-    Undefined HD95 values (None) are left out of its statistics and counted in
-    ``n_undefined``. Returns ``{region: {"dice": {...}, "hd95": {..., "n_undefined"}}}``.
+    Undefined HD95 values (None) are left out of ``hd95`` and counted in ``n_undefined``;
+    ``hd95_challenge`` counts them as 374 mm, as the BraTS challenge does. When cases carry
+    ``lesion_wise`` scores (:mod:`training.evaluation.lesionwise`), ``lesion_wise`` holds
+    their Dice/HD95 statistics and the summed lesion counts. Returns ``{region: {"dice",
+    "hd95"[, "hd95_challenge", "lesion_wise"]}}``.
     """
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for name in region_names:
@@ -134,4 +139,22 @@ def summarise_cases(
             "dice": _stats(dice),
             "hd95": {**_stats(hd95), "n_undefined": len(entries) - len(hd95)},
         }
+        # The challenge's convention: a one-sided empty case counts 374 mm, not left out.
+        with_hd95 = [e for e in entries if "hd95" in e]
+        if with_hd95:
+            summary[name]["hd95_challenge"] = _stats([challenge_hd95(e["hd95"]) for e in with_hd95])
+        lesion_wise = [
+            case["lesion_wise"][name]
+            for case in per_case
+            if isinstance(case.get("lesion_wise"), dict) and name in case["lesion_wise"]
+        ]
+        if lesion_wise:
+            summary[name]["lesion_wise"] = {
+                "dice": _stats([float(e["dice"]) for e in lesion_wise]),
+                "hd95": _stats([float(e["hd95"]) for e in lesion_wise]),
+                **{
+                    key: int(sum(int(e[key]) for e in lesion_wise))
+                    for key in ("true_positives", "false_negatives", "false_positives")
+                },
+            }
     return summary

@@ -19,6 +19,7 @@ from training.data.records import BratsRecord, LoadReport
 from training.data.transforms import brats_train_transforms
 from training.engine.checkpoint import load_checkpoint
 from training.evaluation.fairness import segmentation_fairness
+from training.evaluation.lesionwise import lesion_wise_regions
 from training.evaluation.report import write_report
 from training.evaluation.segmentation import dice_hd95, sliding_window_predict, summarise_cases
 from training.labels import BRATS_REGIONS, age_band
@@ -146,6 +147,8 @@ def case_metrics(
     predicted = probs > 0.5
     truth = labels_to_regions(seg).astype(bool)
     metrics = dice_hd95(predicted, truth, spacing) if hd95 else _dice_only(predicted, truth)
+    if hd95:
+        metrics["lesion_wise"] = lesion_wise_regions(predicted, truth, spacing)
     metrics["case_id"] = record.case_id
     metrics["true_volume_ml"] = region_volumes_ml(seg, spacing)
     return metrics
@@ -195,6 +198,10 @@ def evaluate(
         summary[f"dice_{name}"] = float(np.mean(dices))
         hds = [c[name].get("hd95") for c in per_case if c[name].get("hd95") is not None]
         summary[f"hd95_{name}"] = float(np.mean(hds)) if hds else None
+        lesion_wise = summary_stats[name].get("lesion_wise")
+        if lesion_wise:
+            summary[f"lesion_wise_dice_{name}"] = lesion_wise["dice"]["mean"]
+            summary[f"lesion_wise_hd95_{name}"] = lesion_wise["hd95"]["mean"]
     return summary, paths
 
 
