@@ -75,11 +75,10 @@ def _dice(pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> float:
     return 2.0 * int(np.logical_and(pred, truth).sum()) / total if total else 1.0
 
 
-def _hd95(
+def hd95_mm(
     pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_], spacing: Sequence[float]
 ) -> float:
-    if not pred.any() or not truth.any():
-        return HD95_PENALTY_MM
+    """MONAI's symmetric 95th-percentile Hausdorff distance in mm of two non-empty masks."""
     with warnings.catch_warnings():
         # MONAI 1.6 passes its own deprecated argument to get_mask_edges internally.
         warnings.filterwarnings(
@@ -90,9 +89,18 @@ def _hd95(
             torch.from_numpy(truth)[None, None].float(),
             include_background=True,
             percentile=95,
-            spacing=list(spacing),
+            spacing=[float(s) for s in spacing],
         ).item()
-    return float(value) if np.isfinite(value) else HD95_PENALTY_MM
+    return float(value)
+
+
+def _lesion_hd95(
+    pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_], spacing: Sequence[float]
+) -> float:
+    if not pred.any() or not truth.any():
+        return HD95_PENALTY_MM
+    value = hd95_mm(pred, truth, spacing)
+    return value if np.isfinite(value) else HD95_PENALTY_MM
 
 
 def _dilate(mask: npt.NDArray[np.bool_], iterations: int) -> npt.NDArray[np.bool_]:
@@ -144,7 +152,7 @@ def lesion_wise_score(
         if overlapping.size:
             hits += 1
             dice_sum += _dice(lesion_pred, lesion_mask)
-            hd95_sum += _hd95(lesion_pred, lesion_mask, spacing)
+            hd95_sum += _lesion_hd95(lesion_pred, lesion_mask, spacing)
         else:
             hd95_sum += HD95_PENALTY_MM
     false_positives = len(set(np.unique(pred_components).tolist()) - matched - {0})

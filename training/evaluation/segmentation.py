@@ -3,16 +3,15 @@ their summaries (with the challenge's lesion-wise figures when the cases carry t
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.metrics import compute_dice
 
-from training.evaluation.lesionwise import challenge_hd95
+from training.evaluation.lesionwise import challenge_hd95, hd95_mm
 from training.labels import BRATS_REGIONS
 
 
@@ -94,15 +93,7 @@ def dice_hd95(
         p_tensor = torch.from_numpy(p)[None, None].float()
         t_tensor = torch.from_numpy(t)[None, None].float()
         dice = compute_dice(p_tensor, t_tensor, include_background=True)
-        with warnings.catch_warnings():
-            # MONAI 1.6 passes its own deprecated argument to get_mask_edges internally.
-            warnings.filterwarnings(
-                "ignore", message=".*always_return_as_numpy", category=FutureWarning
-            )
-            hd95 = compute_hausdorff_distance(
-                p_tensor, t_tensor, include_background=True, percentile=95, spacing=spacing
-            )
-        results[name] = {"dice": float(dice.item()), "hd95": float(hd95.item())}
+        results[name] = {"dice": float(dice.item()), "hd95": hd95_mm(p, t, spacing)}
     return results
 
 
