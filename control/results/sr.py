@@ -236,20 +236,24 @@ def quiet_person_name_warnings() -> Iterator[None]:
 
 
 def stamp_times(ds: pydicom.Dataset, at: datetime) -> None:
-    """Replace every date and time highdicom takes from the clock with ``at`` (in UTC):
-    InstanceCreation, Content and Series Date/Time, VerificationDateTime and highdicom's
-    ContributionDateTime; set TimezoneOffsetFromUTC to ``+0000``."""
+    """Replace every date and time highdicom takes from the clock with ``at`` in UTC:
+    InstanceCreation, Content and Series Date/Time (DA/TM, UTC), VerificationDateTime and
+    highdicom's ContributionDateTime (DT with an explicit ``+0000``).
+
+    TimezoneOffsetFromUTC is not set: it would apply to every date and time of the object,
+    including the study date and time the sending code restores in the PACS's local time.
+    """
     utc = _utc(at)
     date, time = utc.strftime("%Y%m%d"), utc.strftime("%H%M%S")
+    stamp = utc.strftime("%Y%m%d%H%M%S+0000")
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
     ds.ContentDate, ds.ContentTime = date, time
     ds.SeriesDate, ds.SeriesTime = date, time
-    ds.TimezoneOffsetFromUTC = "+0000"
     for observer in ds.get("VerifyingObserverSequence", []):
-        observer.VerificationDateTime = utc.strftime("%Y%m%d%H%M%S")
+        observer.VerificationDateTime = stamp
     for equipment in ds.get("ContributingEquipmentSequence", []):
         if equipment.get("ManufacturerModelName") == "highdicom":
-            equipment.ContributionDateTime = utc.strftime("%Y%m%d%H%M%S")
+            equipment.ContributionDateTime = stamp
 
 
 def _cxr_group(

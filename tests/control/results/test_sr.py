@@ -150,8 +150,10 @@ def test_cxr_verification_and_references(case: str, overrides: dict, tmp_path: P
         observer = sr.VerifyingObserverSequence[0]
         assert str(observer.VerifyingObserverName) == "Jane Radiologist^"
         assert observer.VerifyingOrganization == VERIFIER.organization
-        assert observer.VerificationDateTime == "20260304101112"
+        assert observer.VerificationDateTime == "20260304101112+0000"
         assert (sr.ContentDate, sr.ContentTime) == ("20260304", "101112")
+        assert (sr.InstanceCreationDate, sr.InstanceCreationTime) == ("20260304", "101112")
+        assert "TimezoneOffsetFromUTC" not in sr
         assert len(persons) == 1
         assert report.note in _texts(sr, "Comment")
 
@@ -286,7 +288,7 @@ def test_brats_sr_evidence_and_verification(tmp_path: Path) -> None:
         "COMPLETE",
         "FINAL",
     )
-    assert sr.VerifyingObserverSequence[0].VerificationDateTime == "20260304101112"
+    assert sr.VerifyingObserverSequence[0].VerificationDateTime == "20260304101112+0000"
     assert (sr.SeriesInstanceUID, sr.SOPInstanceUID) == (result.sr_series_uid, result.sr_sop_uid)
     assert sr.StudyInstanceUID == seg.StudyInstanceUID == result.source_images[0].StudyInstanceUID
     comments = _texts(sr, "Comment")
