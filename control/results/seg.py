@@ -51,9 +51,10 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
     AlgorithmParameters ``training data=synthetic|clinical,training run=<MLflow run id>``);
     one frame per segment and source instance, each frame referencing its source instance
     (SourceImageSequence / DerivationImageSequence) and carrying its plane position; the
-    source series in ReferencedSeriesSequence; patient and study attributes copied from the first source
-    instance; dates and times from ``result.verifier.verified_at``; UIDs from the input
-    (DimensionOrganizationUID and segment tracking UIDs derived from ``seg_sop_uid``).
+    source series in ReferencedSeriesSequence; patient and study attributes copied from the
+    first source instance; dates and times from ``result.verifier.verified_at``; UIDs from
+    the input (DimensionOrganizationUID and segment tracking UIDs derived from
+    ``seg_sop_uid``).
 
     ``source_images`` need the header only (no PixelData): SOP Class/Instance, Study/Series
     Instance and Frame of Reference UIDs, Rows, Columns, PixelSpacing,
