@@ -32,6 +32,7 @@ from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
 from control.domain.cases.controllers import CaseController
+from control.domain.exports.controllers import ExportController
 from control.domain.findings.controllers import FindingController
 from control.domain.models.controllers import ModelController
 from control.domain.studies.controllers import StudyController
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StudyController,
             CaseController,
             FindingController,
+            ExportController,
             AuditController,
             ModelController,
             ViewerController,

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from control.errors import ConfigurationError
+from control.results.destinations import DicomDestinations
 
 #: Where ``make web`` puts the workstation's production build: web/dist beside the package.
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
@@ -79,6 +80,18 @@ class Settings(BaseSettings):
         default=DEFAULT_WEB_DIR, description="the workstation's built files, served at /"
     )
 
+    # Results back to the PACS (docs/pacs-results.md): where signed-off SR/SEG objects go
+    # (a JSON list; none configured = nothing is sent), the key encrypting the
+    # re-identification records (default: derived from the secret key), the verifying
+    # organisation named in the objects, the send job's attempts (backoff as for jobs), the
+    # network timeout of one send, and an unverified preliminary CXR SR right after inference.
+    dicom_destinations: DicomDestinations = Field(default=[])
+    reid_key: str | None = Field(default=None, description="key encrypting re-id records")
+    results_organization: str = Field(default="MedVision", min_length=1, max_length=64)
+    result_send_max_attempts: int = Field(default=20, ge=1, le=1000)
+    result_send_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    results_preliminary_sr: bool = False
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     migrate_on_startup: bool = True
@@ -96,7 +109,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("secret_key", "deid_key", "link_key")
+    @field_validator("secret_key", "deid_key", "link_key", "reid_key")
     @classmethod
     def _key_length(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 32:
@@ -160,16 +173,21 @@ class Settings(BaseSettings):
     def storage_dir(self) -> Path:
         return self.data_dir / "objects"
 
-    def key(self, purpose: Literal["jwt", "deid", "link", "audit-hmac", "audit-signing"]) -> bytes:
+    def key(
+        self, purpose: Literal["jwt", "deid", "link", "reid", "audit-hmac", "audit-signing"]
+    ) -> bytes:
         """The key for one purpose: the explicit setting, else derived from the secret key.
 
         The audit keys (``audit-hmac`` chains the audit log, ``audit-signing`` is the Ed25519
         seed of its checkpoints) are always derived: they live where the secret key lives,
         never in the database (see control.domain.audit.chain.AuditKeys).
         """
-        explicit = {"jwt": self.secret_key, "deid": self.deid_key, "link": self.link_key}.get(
-            purpose
-        )
+        explicit = {
+            "jwt": self.secret_key,
+            "deid": self.deid_key,
+            "link": self.link_key,
+            "reid": self.reid_key,
+        }.get(purpose)
         if explicit:
             return explicit.encode()
         from cryptography.hazmat.primitives import hashes

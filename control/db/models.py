@@ -162,6 +162,21 @@ class StudyLink(UUIDAuditBase):
         ForeignKey("studies.id", ondelete="CASCADE"), unique=True
     )
     original_study_uid_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The study's re-identification record (patient and study identity of the original
+    #: header), Fernet-encrypted under the ``reid`` key; None for NIfTI studies and studies
+    #: stored before records existed. See control.results.records.
+    identity_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class InstanceLink(UUIDAuditBase):
+    """An instance's original UIDs (pseudonym -> original), encrypted like the study's record."""
+
+    __tablename__ = "instance_links"
+
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("instances.id", ondelete="CASCADE"), unique=True
+    )
+    uids_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Series(UUIDAuditBase):
@@ -385,3 +400,54 @@ class AuditHead(BigIntBase):
     #: Entries with a smaller id were chained before the chain was keyed (plain SHA-256, see
     #: migration 0005); the signed checkpoints pin this value (control.domain.audit).
     keyed_from: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class ExportStatus(enum.StrEnum):
+    """Where a result export is: waiting (maybe for a retry), being sent, or ended."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class ResultExport(UUIDAuditBase):
+    """One result object (an SR or a SEG) to send to one configured destination.
+
+    A durable job like :class:`InferenceJob` (lease, attempts, backoff). The object's UIDs
+    are fixed when the export is queued, so every attempt sends the same SOP Instance UID
+    and a PACS that already has it files no second copy.
+    """
+
+    __tablename__ = "result_exports"
+    __table_args__ = (
+        Index("ix_result_exports_claim", "status", "available_at"),
+        UniqueConstraint("destination", "sop_instance_uid", name="uq_result_exports_dest_sop"),
+    )
+
+    case_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    #: The finding the object reports on.
+    finding_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("findings.id", ondelete="CASCADE"), default=None
+    )
+    destination: Mapped[str] = mapped_column(String(64))
+    #: ``sr`` or ``seg``.
+    kind: Mapped[str] = mapped_column(String(8))
+    #: Which object of the finding: ``cxr-sr``, ``cxr-sr-preliminary``, ``brats-seg``, ...
+    object_name: Mapped[str] = mapped_column(String(64))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[ExportStatus] = mapped_column(_enum(ExportStatus, "export_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    available_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTimeUTC(timezone=True), default=None
+    )
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

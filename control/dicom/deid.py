@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pydicom
@@ -29,6 +29,7 @@ from control.dicom.profile import Action, choose_action
 from control.dicom.sequences import SequenceRules, SequenceType, classify_mr_sequence
 
 __all__ = [
+    "REIDENTIFICATION_KEYWORDS",
     "DeidResult",
     "SequenceRules",
     "classify_mr_sequence",
@@ -59,6 +60,21 @@ _IDENTIFYING_FILE_META = (
     "PrivateInformation",
 )
 _DEIDENTIFICATION_METHOD = "MedVision: PS3.15 E.1 Basic Profile, Modified Dates Option"
+#: The identifying header subset kept (encrypted, see control.results.records) so results can
+#: be filed under the patient's own study in the PACS: patient and study identity only.
+REIDENTIFICATION_KEYWORDS = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "ReferringPhysicianName",
+)
 _DEIDENTIFICATION_CODES = (
     ("113100", "Basic Application Confidentiality Profile"),
     ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
@@ -80,6 +96,11 @@ class DeidResult:
     sequence_type: SequenceType | None
     burned_in_annotation: bool
     date_shift_days: int
+    #: The original values of :data:`REIDENTIFICATION_KEYWORDS` present in ``ds`` (PHI:
+    #: encrypted before it is stored, never logged).
+    identifying: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Every UID the copy carries in place of an original one, pseudonym -> original.
+    uid_map: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def pseudonymous_uid(original_uid: str, key: bytes) -> str:
@@ -120,7 +141,7 @@ def deidentify(
     is_mr = _text(ds, "Modality").upper() == "MR"
 
     out = copy.deepcopy(ds)
-    cleaner = _Cleaner(key, shift_days)
+    cleaner = _Cleaner(key, shift_days, {})
     cleaner.clean(out)
     out.PatientName = pseudo_patient_id
     out.PatientID = pseudo_patient_id
@@ -139,6 +160,12 @@ def deidentify(
         sequence_type=classify_mr_sequence(ds, sequence_rules) if is_mr else None,
         burned_in_annotation=_text(ds, "BurnedInAnnotation").upper() == "YES",
         date_shift_days=shift_days,
+        identifying={
+            keyword: value
+            for keyword in REIDENTIFICATION_KEYWORDS
+            if (value := _text(ds, keyword))
+        },
+        uid_map=dict(cleaner.replaced),
     )
 
 
@@ -148,6 +175,8 @@ class _Cleaner:
 
     key: bytes
     shift_days: int
+    #: pseudonym -> original of every UID replaced so far.
+    replaced: dict[str, str]
 
     def clean(self, ds: pydicom.Dataset) -> None:
         for tag in list(ds.keys()):
@@ -177,7 +206,9 @@ class _Cleaner:
         """The pseudonym of an instance UID; DICOM-registered UIDs pass unchanged."""
         if not uid or uid in UID_dictionary or uid.startswith(_DICOM_ROOT_UID):
             return uid
-        return pseudonymous_uid(uid, self.key)
+        pseudonym = pseudonymous_uid(uid, self.key)
+        self.replaced[pseudonym] = uid.strip("\0 ")
+        return pseudonym
 
 
 def _map_values(value: object, convert: Callable[[str], str]) -> object:

@@ -31,6 +31,8 @@ from control.inference.queue import ClaimedJob
 from control.inference.routing import RoutingRules, route_study
 from control.inference.scheduling import schedule_case
 from control.inference.wakeup import listen_for_jobs
+from control.results.jobs import enqueue_case_exports
+from control.results.sending import ExportSender
 from control.storage import ObjectStore
 from control.triton.client import InferenceBadInputError, TritonClient
 
@@ -60,6 +62,8 @@ class Worker:
             settings.triton_url, timeout_s=settings.triton_timeout_s, retries=1
         )
         self.rules = RoutingRules.from_settings(settings)
+        #: Result objects for the PACS destinations ride on the same worker loop.
+        self.exports = ExportSender(settings, session_factory, store, self.worker_id)
         self._wakeup = asyncio.Event()
 
     def notify(self) -> None:
@@ -83,7 +87,7 @@ class Worker:
                 # Cleared before the claim: a wake-up that arrives during it is kept.
                 self._wakeup.clear()
                 try:
-                    worked = await self.run_once()
+                    worked = await self.run_once() or await self.exports.run_once()
                 except Exception:  # the database went away: keep the worker alive, try again
                     logger.exception("worker %s: claiming a job failed", self.worker_id)
                     worked = False
@@ -275,6 +279,11 @@ class Worker:
                 )
             # Images stored while this job ran get a follow-up job.
             await schedule_case(session, case, case.study, self.settings, SYSTEM)
+            if self.settings.results_preliminary_sr:
+                # An unverified chest X-ray SR for the PACS now, before anyone read the case.
+                await enqueue_case_exports(
+                    session, case, findings, self.settings, SYSTEM, preliminary=True
+                )
             try:
                 await session.commit()
             except IntegrityError:  # another run of the same job committed first

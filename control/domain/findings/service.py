@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from control.db.engine import settings_of
 from control.db.models import (
     AuditEntry,
     Case,
@@ -47,6 +48,7 @@ from control.errors import (
 from control.imaging.volumes import nifti_bytes, nifti_image
 from control.inference.pipelines import REGIONS
 from control.inference.queue import NO_MODEL_FLAG, unfinished_job
+from control.results.jobs import enqueue_case_exports
 from control.storage import ObjectStore
 from training.labels import BRATS_REGIONS
 from training.regions import region_volumes_ml
@@ -388,5 +390,10 @@ async def sign_off(
                 "note": case.sign_off_note,
             },
         )
+        # The results go to the configured PACS destinations: queued with the sign-off, so
+        # a signed-off case always has its exports (control.results.jobs).
+        settings = settings_of(session.get_bind())
+        if settings is not None:
+            await enqueue_case_exports(session, case, findings, settings, actor)
         await session.commit()
     return case

@@ -45,6 +45,9 @@ class PreparedInstance:
     burned_in_annotation: bool
     #: The uploaded file's name, for error details (never logged or stored).
     filename: str = ""
+    #: Pseudonym -> original of every UID de-identification replaced (PHI: stored only
+    #: encrypted, see control.results.records; empty for NIfTI).
+    original_uids: dict[str, str] = field(default_factory=dict, repr=False)
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +66,8 @@ class PreparedStudy:
     age_band: str | None
     sex: str | None
     instances: list[PreparedInstance] = field(default_factory=list)
+    #: The original identifying header subset (PHI: stored only encrypted; empty for NIfTI).
+    identifying: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def modality(self) -> str:
@@ -107,6 +112,7 @@ def _dicom_instance(result: DeidResult) -> PreparedInstance:
         frames=_int_or_none(ds.get("NumberOfFrames")) or 1,
         photometric_interpretation=str(ds.get("PhotometricInterpretation") or "") or None,
         burned_in_annotation=result.burned_in_annotation,
+        original_uids=result.uid_map,
     )
 
 
@@ -282,6 +288,7 @@ def _prepare_dicom(
                 study_date=_dicom_date(result.dataset.get("StudyDate")),
                 age_band=result.age_band,
                 sex=result.sex,
+                identifying=result.identifying,
             )
         study.instances.append(instance)
     return list(studies.values())

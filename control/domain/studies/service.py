@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, Instance, Series, Study, StudyLink
+from control.db.models import Case, CaseStatus, Instance, InstanceLink, Series, Study, StudyLink
 from control.dicom.reader import UploadLimits
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
@@ -31,6 +31,7 @@ from control.domain.studies.prepare import (
 )
 from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
 from control.inference.scheduling import schedule_case
+from control.results.records import RecordCipher
 from control.storage import ObjectStore, instance_key
 
 BURNED_IN_FLAG = "burned_in_annotation"
@@ -76,6 +77,7 @@ class IngestService:
         self.store = store
         self.settings = settings
         self.cipher = LinkCipher(settings.key("link"))
+        self.records = RecordCipher(settings.key("reid"))
         #: Re-sent instances accepted as re-encodings during the current store attempt.
         self.reencoded: list[dict[str, str]] = []
 
@@ -199,9 +201,11 @@ class IngestService:
                 StudyLink(
                     study_id=study.id,
                     original_study_uid_encrypted=self.cipher.encrypt(prepared.original_study_uid),
+                    identity_encrypted=self._sealed_identity(prepared),
                 )
             )
         else:
+            await self._complete_record(study, prepared)
             # Demographics of a stored study change only through the guarded, audited
             # PATCH .../demographics route: an upload sets them when it creates the study.
             await self._check_may_add_to(study, prepared, uploader)
@@ -297,6 +301,19 @@ class IngestService:
             details={"addendum_of": str(signed.id), "new_instances": new},
         )
         return addendum
+
+    def _sealed_identity(self, prepared: PreparedStudy) -> bytes | None:
+        """The study's encrypted re-identification record (None for NIfTI studies)."""
+        return self.records.seal(prepared.identifying) if prepared.identifying else None
+
+    async def _complete_record(self, study: Study, prepared: PreparedStudy) -> None:
+        """Give a study stored without a re-identification record (before records existed)
+        the one this upload carries."""
+        if not prepared.identifying:
+            return
+        link = await self.session.scalar(select(StudyLink).where(StudyLink.study_id == study.id))
+        if link is not None and link.identity_encrypted is None:
+            link.identity_encrypted = self._sealed_identity(prepared)
 
     async def _check_may_add_to(
         self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
@@ -408,21 +425,27 @@ class IngestService:
         await self.store.put(key, instance.payload, content_type=content_type)
         if not existed:
             written.append(key)
-        self.session.add(
-            Instance(
-                series_id=series.id,
-                sop_instance_uid=instance.sop_instance_uid,
-                sop_class_uid=instance.sop_class_uid,
-                object_key=key,
-                sha256=instance.sha256,
-                size_bytes=len(instance.payload),
-                rows=instance.rows,
-                columns=instance.columns,
-                frames=instance.frames,
-                photometric_interpretation=instance.photometric_interpretation,
-                burned_in_annotation=instance.burned_in_annotation,
-            )
+        row = Instance(
+            id=uuid.uuid4(),
+            series_id=series.id,
+            sop_instance_uid=instance.sop_instance_uid,
+            sop_class_uid=instance.sop_class_uid,
+            object_key=key,
+            sha256=instance.sha256,
+            size_bytes=len(instance.payload),
+            rows=instance.rows,
+            columns=instance.columns,
+            frames=instance.frames,
+            photometric_interpretation=instance.photometric_interpretation,
+            burned_in_annotation=instance.burned_in_annotation,
         )
+        self.session.add(row)
+        if instance.original_uids:
+            self.session.add(
+                InstanceLink(
+                    instance_id=row.id, uids_encrypted=self.records.seal(instance.original_uids)
+                )
+            )
         await self.session.flush()
         return True
 

@@ -55,6 +55,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/mask"): frozenset({RADIOLOGIST}),
     ("POST", "/api/cases/{case_id:uuid}/sign-off"): frozenset({RADIOLOGIST}),
     ("POST", "/api/cases/{case_id:uuid}/retry"): frozenset({ADMIN}),
+    ("GET", "/api/cases/{case_id:uuid}/exports"): frozenset({ADMIN, RADIOLOGIST}),
     ("GET", "/api/cases/{case_id:uuid}/instances/{instance_id:uuid}/frames/{frame:int}"): (
         frozenset({ADMIN, RADIOLOGIST})
     ),
