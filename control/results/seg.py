@@ -29,7 +29,6 @@ from control.results import codes
 from control.results.content import BratsResult
 from control.results.sr import (
     MANUFACTURER,
-    algorithm_parameters,
     evidence_header,
     person_name,
     quiet_person_name_warnings,
@@ -48,13 +47,14 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
     Promises: segments 1 NCR (SCT Necrosis), 2 ED (SCT Edema), 3 ET (NCIt Enhancing Lesion),
     category SCT "Morphologically Abnormal Structure", anatomic region Brain; algorithm type
     AUTOMATIC, or SEMIAUTOMATIC when ``result.mask_source == "edited"``, with an algorithm
-    identification (family DCM "Artificial Intelligence", name, version, parameters with the
-    training run and "synthetic training data" where so); one frame per segment and source
-    instance, each frame referencing its source instance (SourceImageSequence /
-    DerivationImageSequence) and carrying its plane position; the source series in
-    ReferencedSeriesSequence; patient and study attributes copied from the first source
-    instance; dates and times from ``result.verifier.verified_at``; UIDs from the input
-    (DimensionOrganizationUID and segment tracking UIDs derived from ``seg_sop_uid``).
+    identification (family DCM "Artificial Intelligence", name, version, source MedVision,
+    AlgorithmParameters ``training data=synthetic|clinical,training run=<MLflow run id>``);
+    one frame per segment and source instance, each frame referencing its source instance
+    (SourceImageSequence / DerivationImageSequence) and carrying its plane position; the
+    source series in ReferencedSeriesSequence; patient and study attributes copied from the
+    first source instance; dates and times from ``result.verifier.verified_at``; UIDs from
+    the input (DimensionOrganizationUID and segment tracking UIDs derived from
+    ``seg_sop_uid``).
 
     ``source_images`` need the header only (no PixelData): SOP Class/Instance, Study/Series
     Instance and Frame of Reference UIDs, Rows, Columns, PixelSpacing,
@@ -71,16 +71,15 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
         if result.mask_source == "edited"
         else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
     )
-    parameters = {
-        f"parameter {index}": value
-        for index, value in enumerate(algorithm_parameters(result.algorithm), start=1)
-    }
+    parameters = {"training data": "synthetic" if result.algorithm.synthetic else "clinical"}
+    if result.algorithm.training_run:
+        parameters["training run"] = result.algorithm.training_run
     algorithm_id = hd.AlgorithmIdentificationSequence(
         name=result.algorithm.name,
         family=codes.ALGORITHM_FAMILY,
         version=result.algorithm.version,
         source=MANUFACTURER,
-        parameters=parameters or None,
+        parameters=parameters,
     )
     descriptions = [
         hd.seg.SegmentDescription(
@@ -113,6 +112,7 @@ def build_brats_seg(result: BratsResult) -> pydicom.Dataset:
             manufacturer=MANUFACTURER,
             manufacturer_model_name=result.algorithm.name[:_LO_MAX],
             software_versions=result.algorithm.version[:_LO_MAX],
+            # Type 1: the training run identifies the trained model instance.
             device_serial_number=(result.algorithm.training_run or result.algorithm.version)[
                 :_LO_MAX
             ],

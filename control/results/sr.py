@@ -14,6 +14,7 @@ SOP Common/General Series modules the standard requires, and reads them back for
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -196,7 +197,8 @@ def algorithm_parameters(algorithm: Algorithm) -> list[str]:
 
 
 def evidence_header(ds: pydicom.Dataset) -> pydicom.Dataset:
-    """A copy of ``ds`` without its bulk pixel data, with the Type 2 Patient and Study
+    """A deep copy of ``ds`` without its bulk pixel data (nothing of the built object is
+    shared with the caller's datasets), with the Type 2 Patient and Study
     attributes highdicom copies into a new object present (empty where ``ds`` lacks them).
 
     The identifying values themselves are copied verbatim; the sending code re-identifies
@@ -205,7 +207,7 @@ def evidence_header(ds: pydicom.Dataset) -> pydicom.Dataset:
     header = pydicom.Dataset()
     for element in ds:
         if element.keyword not in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-            header.add(element)
+            header.add(copy.deepcopy(element))
     for keyword in _TYPE2_HEADER:
         if keyword not in header:
             setattr(header, keyword, None)

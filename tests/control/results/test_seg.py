@@ -103,8 +103,7 @@ def test_segments_codes_and_algorithm(mask_source: str, algorithm_type: str, tmp
         assert algorithm.AlgorithmName == "brats"
         assert algorithm.AlgorithmVersion == "3"
         assert algorithm.AlgorithmFamilyCodeSequence[0].CodeMeaning == "Artificial Intelligence"
-        assert "training run: run-7f3a" in algorithm.AlgorithmParameters
-        assert "synthetic training data" in algorithm.AlgorithmParameters
+        assert algorithm.AlgorithmParameters == "training data=synthetic,training run=run-7f3a"
 
 
 def test_identifiers_and_references_are_copied(tmp_path: Path) -> None:

@@ -177,6 +177,16 @@ def test_cxr_same_content_gives_the_same_bytes(case: str, overrides: dict) -> No
     assert encoded(build_cxr_sr(report)) == encoded(build_cxr_sr(report))
 
 
+def test_cxr_leaves_its_inputs_alone_and_shares_nothing_with_them() -> None:
+    source = dx_instance()
+    before = encoded(source)
+
+    sr = build_cxr_sr(cxr_report(source_images=[source]))
+    sr.DeidentificationMethodCodeSequence[0].CodeValue = "changed"
+
+    assert encoded(source) == before
+
+
 def test_cxr_preliminary_time_comes_from_the_image() -> None:
     source = dx_instance()
     source.ContentDate, source.ContentTime = "20250102", "030405.123"
