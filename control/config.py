@@ -92,6 +92,60 @@ class Settings(BaseSettings):
     result_send_timeout_s: float = Field(default=30.0, gt=0, le=600)
     results_preliminary_sr: bool = False
 
+    # DICOM listener (`medvision dicom listen`, docs/pacs-listener.md): its AE title, where it
+    # listens, the calling AE titles allowed to associate, each mapped to the username of the
+    # active integration (or admin) account its instances are stored and audited as (JSON,
+    # e.g. {"ORTHANC": "pacs-bridge"}; empty = every association is rejected), the largest
+    # PDU it receives and how many associations it serves at once.
+    dicom_ae_title: str = Field(default="MEDVISION", min_length=1, max_length=16)
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(default=11112, ge=1, le=65_535)
+    dicom_allowed_aes: dict[str, str] = Field(default={})
+    dicom_max_pdu: int = Field(default=65_536, ge=4096, le=1024 * 1024)
+    dicom_max_associations: int = Field(default=10, ge=1, le=200)
+
+    @staticmethod
+    def _dicom_ae_title_checked(value: str) -> str:
+        """A DICOM AE title: 1-16 characters of printable ASCII without a backslash, leading
+        and trailing spaces not significant (PS3.5 AE value representation)."""
+        title = value.strip()
+        if not 1 <= len(title) <= 16:
+            raise ValueError(f"AE title {value!r} must have 1 to 16 characters")
+        if "\\" in title or not all(32 <= ord(c) < 127 for c in title):
+            raise ValueError(f"AE title {value!r} must be printable ASCII without a backslash")
+        return title
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _dicom_ae_title(cls, value: str) -> str:
+        return cls._dicom_ae_title_checked(value)
+
+    @field_validator("dicom_allowed_aes")
+    @classmethod
+    def _dicom_allowed_aes(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed: dict[str, str] = {}
+        for title, username in value.items():
+            if not username.strip():
+                raise ValueError(f"calling AE {title!r} maps to an empty username")
+            allowed[cls._dicom_ae_title_checked(title)] = username.strip()
+        return allowed
+
+    # Monitoring (docs/monitoring.md): /metrics (public: it shows no PHI, labels carry no ids
+    # or names; MEDVISION_METRICS_PUBLIC=false makes it need an admin or mlops token), how
+    # often the database-derived figures are recomputed for a scrape, the periodic audit
+    # verification behind medvision_audit_chain_ok, the standalone worker's metrics port
+    # (0 = none), and drift: where references are read, the window of recent findings per
+    # model version, the fewest findings compared and the PSI above which a version drifts.
+    metrics_enabled: bool = True
+    metrics_public: bool = True
+    metrics_refresh_s: float = Field(default=10.0, ge=0, le=3600)
+    audit_verify_interval_s: float = Field(default=300.0, gt=0)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    model_repository: Path = Path("model_repository")
+    drift_window: int = Field(default=500, ge=10, le=100_000)
+    drift_min_samples: int = Field(default=30, ge=1)
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     migrate_on_startup: bool = True

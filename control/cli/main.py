@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from control.cli import audit, db, ingest, openapi, serve, storage, triton, users, worker
+from control.cli import audit, db, dicom, ingest, openapi, serve, storage, triton, users, worker
 from export import cli as export_cli
 from training import cli as training_cli
 
@@ -24,6 +24,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(storage.app, name="storage")
 app.add_typer(triton.app, name="triton")
+app.add_typer(dicom.app, name="dicom")
 # Training commands live in the training package; their modules import torch only when run.
 app.add_typer(training_cli.data_app, name="data")
 app.add_typer(training_cli.train_app, name="train")
