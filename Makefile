@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut 
 HOST ?= 127.0.0.1
 PORT ?= 8080
 TRITON_GRPC_PORT ?= 8001
+DICOM_PORT ?= 11112
+DICOM_AE_TITLE ?= MEDVISION
 TRITON_HTTP_PORT ?= 8000
 TRITON_METRICS_PORT ?= 8002
 export MEDVISION_DATA_DIR ?= $(CURDIR)/var
@@ -71,9 +73,13 @@ run: install web
 	@echo "Data directory: $(MEDVISION_DATA_DIR)"
 	@echo "Create the first admin in another shell:"
 	@echo "  MEDVISION_DATA_DIR=$(MEDVISION_DATA_DIR) $(BIN)/medvision users create --role admin --username admin"
+	@echo "DICOM listener: AE title $(DICOM_AE_TITLE) on 127.0.0.1:$(DICOM_PORT) (calling AEs: MEDVISION_DICOM_ALLOWED_AES)"
+	@$(BIN)/medvision db upgrade
 	@$(BIN)/medvision triton serve --repository model_repository \
 		--grpc-port $(TRITON_GRPC_PORT) --http-port $(TRITON_HTTP_PORT) --metrics-port $(TRITON_METRICS_PORT) & \
-	triton=$$!; trap 'kill $$triton 2>/dev/null; wait $$triton' EXIT INT TERM; \
+	triton=$$!; \
+	$(BIN)/medvision dicom listen --port $(DICOM_PORT) --ae-title $(DICOM_AE_TITLE) & \
+	dicom=$$!; trap 'kill $$triton $$dicom 2>/dev/null; wait $$triton $$dicom' EXIT INT TERM; \
 	MEDVISION_TRITON_URL=127.0.0.1:$(TRITON_GRPC_PORT) $(BIN)/medvision serve --host $(HOST) --port $(PORT)
 
 test: install web web-test
