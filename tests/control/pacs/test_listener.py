@@ -195,8 +195,9 @@ def test_refused_calling_ae_is_rejected_at_association(node: ListenerNode, calli
 
 
 def test_storescu_real_files_in_their_transfer_syntaxes(node: ListenerNode) -> None:
-    """pydicom's real test files (explicit LE, RLE, deflated, JPEG 2000, JPEG extended), sent by storescu (one association per transfer syntax), are all stored, each
-    under its study, one case per study."""
+    """pydicom's real test files (explicit LE, RLE, deflated, JPEG 2000, JPEG extended),
+    sent by storescu (one association per transfer syntax), are all stored, each under its
+    study, one case per study."""
     paths = [get_testdata_file(name) for name, _syntax in REAL_FILES]
     assert all(paths), "pydicom test files missing"
     for path in paths:
@@ -242,8 +243,8 @@ def test_storescu_generated_series_compressed(node: ListenerNode, tmp_path: Path
 
 def test_mixed_transfer_syntaxes_in_one_association(node: ListenerNode, tmp_path: Path) -> None:
     """One pynetdicom association carrying generated images in JPEG lossless process 14
-    and SV1, JPEG-LS lossless and near-lossless, RLE and explicit LE, plus pydicom's JPEG 2000 lossless MR: every
-    instance gets 0x0000 and is stored."""
+    and SV1, JPEG-LS lossless and near-lossless, RLE and explicit LE, plus pydicom's JPEG
+    2000 lossless MR: every instance gets 0x0000 and is stored."""
     tools = [["dcmcjpeg", "+el"], ["dcmcjpeg", "+e1"], ["dcmcjpls", "+el"], ["dcmcrle"]]
     tools += [["dcmcjpls", "+en"], ["dcmconv", "+te"]]
     dx_study, ct_study, sent = generated_compressed(tmp_path, tools)
