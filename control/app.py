@@ -34,7 +34,7 @@ from control.domain.auth.tokens import TokenCodec
 from control.domain.cases.controllers import CaseController
 from control.domain.exports.controllers import ExportController
 from control.domain.findings.controllers import FindingController
-from control.domain.models.controllers import ModelController
+from control.domain.models.controllers import ModelController, ModelDriftController
 from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
@@ -47,6 +47,10 @@ from control.http.logging import RequestIdMiddleware, add_request_id_header, con
 from control.http.security import add_security_headers, strict_transport_security
 from control.http.spa import workstation_handler
 from control.inference.worker import Worker
+from control.observability.collectors import DatabaseMetrics
+from control.observability.endpoint import METRICS_PATH, metrics_handler
+from control.observability.metrics import HttpMetricsMiddleware
+from control.observability.tracing import HttpTracingMiddleware, configure_tracing
 from control.storage import build_store
 from control.storage.reconcile import reconcile_logged
 
@@ -68,6 +72,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     store = build_store(settings)
     worker = Worker(settings, session_factory, store) if settings.worker_enabled else None
     checkpointer = Checkpointer(settings, session_factory, store)
+    # Monitoring (docs/monitoring.md): database-derived metrics, traces when OTEL_* ask.
+    db_metrics = DatabaseMetrics(settings, session_factory, store)
+    configure_tracing("medvision-control")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -80,11 +87,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         worker_task = asyncio.create_task(worker.run(stop)) if worker else None
         # Objects a killed upload left without rows (older than the grace period) go.
         reconcile_task = asyncio.create_task(reconcile_logged(session_factory, store))
+        audit_verify_task = (
+            asyncio.create_task(db_metrics.run_audit_verification(stop))
+            if settings.metrics_enabled
+            else None
+        )
         try:
             yield
         finally:
             stop.set()
             await reconcile_task
+            if audit_verify_task is not None:
+                await audit_verify_task
             if worker_task is not None:
                 await worker_task
             await checkpoint_task
@@ -99,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         "store": store,
         "cache": cache,
         "worker": worker,
+        "db_metrics": db_metrics,
         "token_codec": TokenCodec(
             settings.key("jwt"), settings.access_token_ttl_s, settings.refresh_token_ttl_s
         ),
@@ -109,6 +124,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     }
     public = [f"^{path}$" for path in PUBLIC_PATHS if path != "/schema"] + ["^/schema"]
+    if settings.metrics_enabled and settings.metrics_public:
+        public.append(f"^{METRICS_PATH}$")
     return Litestar(
         route_handlers=[
             health,
@@ -121,14 +138,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ExportController,
             AuditController,
             ModelController,
+            ModelDriftController,
             ViewerController,
             assets_router(),
+            *([metrics_handler(settings.metrics_public)] if settings.metrics_enabled else []),
             # The UI: GET paths that no API route above claims (see control.http.spa).
             workstation_handler(settings.web_dir),
         ],
         state=State(state),
         dependencies={"db_session": Provide(provide_db_session)},
         middleware=[
+            HttpTracingMiddleware,
+            HttpMetricsMiddleware,
             RequestIdMiddleware,
             # Before authentication: hostile shapes from anyone stop here (NUL, deep JSON).
             DefineMiddleware(

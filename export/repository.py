@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,7 @@ def export_model(
     instance_count: int = 1,
     real_inputs: Sequence[npt.NDArray[Any]] | None = None,
     atol: float = 1e-4,
+    drift_samples: Sequence[Mapping[str, float]] | None = None,
 ) -> ExportResult:
     """Export a checkpoint into ``repository`` as ``cxr_net`` / ``brats_net`` version ``version``.
 
@@ -209,6 +210,8 @@ def export_model(
     ``python-onnx``. With ``register``, the exported model is logged to MLflow and
     registered under that name. Raises :class:`ExportError` (nothing written) when the
     export cannot proceed, including ``tensorrt`` without a CUDA GPU and TensorRT.
+    ``drift_samples`` (one feature dict per validation inference, see
+    :mod:`export.drift_reference`) become the version's drift reference.
     """
     from export.onnx_export import (
         build_tensorrt_plan,
@@ -299,6 +302,14 @@ def export_model(
             model_dir / "config.pbtxt",
             *sorted(p for p in final_dir.rglob("*") if p.is_file()),
         ]
+        if drift_samples:
+            # The version's drift reference: next to config.pbtxt (what the control plane
+            # reads), in the version folder (registered with it) and in an active MLflow run.
+            from export.drift_reference import build_reference, log_reference, write_reference
+
+            reference = build_reference(model_name, label, drift_samples)
+            paths.append(write_reference(model_dir, reference))
+            log_reference(write_reference(final_dir, reference), model_name)
         updated, warnings = update_pre_post_configs(
             repository, kind, meta, sw_batch_size=min(4, max_batch_size)
         )

@@ -297,6 +297,9 @@ class InferenceJob(UUIDAuditBase):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    #: W3C traceparent of the span that queued the job; the worker's claim continues that
+    #: trace (control.observability.tracing).
+    trace_context: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class Finding(UUIDAuditBase):
@@ -307,7 +310,11 @@ class Finding(UUIDAuditBase):
     """
 
     __tablename__ = "findings"
-    __table_args__ = (UniqueConstraint("job_id", "subject", name="uq_findings_job_subject"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "subject", name="uq_findings_job_subject"),
+        # The drift window: a model version's most recent findings (control.observability).
+        Index("ix_findings_model_recent", "model_name", "model_version", "created_at"),
+    )
 
     case_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("cases.id", ondelete="CASCADE"), index=True
@@ -331,6 +338,9 @@ class Finding(UUIDAuditBase):
     input_sha256: Mapped[str] = mapped_column(String(64))
     output_sha256: Mapped[str] = mapped_column(String(64))
     latency_ms: Mapped[float] = mapped_column(Float)
+    #: Simple statistics of the input sent to Triton (intensity percentiles, size, spacing),
+    #: compared with the model version's drift reference (control.observability.drift).
+    input_stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
 
     decisions: Mapped[list[Decision]] = relationship(
         lazy="selectin", order_by="Decision.sequence", cascade="all, delete-orphan"

@@ -8,6 +8,7 @@ the job id, so running a job twice writes the same objects again, never new ones
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import time
@@ -36,6 +37,7 @@ from control.imaging.volumes import (
 from control.inference.routing import BRATS, CXR, VOLUME_SUBJECT, Route
 from control.storage import ObjectStore
 from control.triton.client import TritonClient
+from export.drift_reference import input_statistics
 
 CXR_NETWORK = "cxr_net"
 BRATS_NETWORK = "brats_net"
@@ -72,6 +74,8 @@ class FindingDraft:
     #: flags and the SHA-256 of the stored CAM image; for BraTS, the label map and volumes).
     output_sha256: str = ""
     latency_ms: float = 0.0
+    #: Simple input statistics for drift monitoring (export.drift_reference.input_statistics).
+    input_stats: dict[str, float] = field(default_factory=dict)
 
 
 def _sha256(*arrays: npt.NDArray[Any]) -> str:
@@ -162,6 +166,7 @@ async def run_cxr(
         latency_ms = (time.perf_counter() - started) * 1000.0
         probabilities, positive, cam = outputs["PROBABILITIES"], outputs["POSITIVE"], outputs["CAM"]
         png = await anyio.to_thread.run_sync(_cam_png, cam)
+        input_stats = await anyio.to_thread.run_sync(input_statistics, pixels)
         cam_key = f"{artifact_prefix(case, job_id)}/{instance.id}/cams.png"
         stored_cams = await store.put(cam_key, png, content_type="image/png")
         artifacts = {"cams": cam_key, "cam_labels": ",".join(labels)}
@@ -187,6 +192,7 @@ async def run_cxr(
                     np.frombuffer(bytes.fromhex(stored_cams.sha256), np.uint8),
                 ),
                 latency_ms=round(latency_ms, 3),
+                input_stats=input_stats,
             )
         )
     return drafts
@@ -267,6 +273,9 @@ async def run_brats(
         )
         artifacts["volume"] = volume_key
     volumes_ml = {name: round(float(v), 3) for name, v in zip(REGIONS, region_ml, strict=True)}
+    input_stats = await anyio.to_thread.run_sync(
+        functools.partial(input_statistics, volume, spacing.tolist(), channels_first=True)
+    )
     return [
         FindingDraft(
             subject=VOLUME_SUBJECT,
@@ -278,6 +287,7 @@ async def run_brats(
             input_sha256=_sha256(volume, spacing),
             output_sha256=_sha256(labels, region_ml),
             latency_ms=round(latency_ms, 3),
+            input_stats=input_stats,
         )
     ]
 

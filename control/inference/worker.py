@@ -31,6 +31,7 @@ from control.inference.queue import ClaimedJob
 from control.inference.routing import RoutingRules, route_study
 from control.inference.scheduling import schedule_case
 from control.inference.wakeup import listen_for_jobs
+from control.observability.jobs import job_span, job_trace_context, results_span
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender
 from control.storage import ObjectStore
@@ -139,20 +140,29 @@ class Worker:
             claimed.attempt,
             claimed.max_attempts,
         )
-        done = asyncio.Event()
-        heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
-        try:
-            drafts = await self._execute(claimed)
-        except Exception as exc:
-            failure: Exception | None = exc
-        else:
-            failure = None
-        finally:  # cancelled too: no lease renewals for a job nobody runs
-            await self._stop_heartbeat(done, heartbeat)
-        if failure is not None:
-            await self._record_failure(claimed, failure)
-        else:
-            await self.complete(claimed, drafts)
+        # The job's span continues the trace of the upload that queued it (docs/monitoring.md).
+        trace_context = await job_trace_context(self.session_factory, claimed.id)
+        with job_span(claimed, trace_context) as observed:
+            done = asyncio.Event()
+            heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
+            try:
+                drafts = await self._execute(claimed)
+            except Exception as exc:
+                failure: Exception | None = exc
+            else:
+                failure = None
+            finally:  # cancelled too: no lease renewals for a job nobody runs
+                await self._stop_heartbeat(done, heartbeat)
+            if failure is not None:
+                status = await self._record_failure(claimed, failure)
+                observed.outcome = status.value if status else "taken_over"
+                if status == JobStatus.PENDING:
+                    observed.outcome = "retry"
+            else:
+                models = [(d.model.model_name, d.model.model_version) for d in drafts]
+                with results_span(claimed, models):
+                    stored = await self.complete(claimed, drafts)
+                observed.outcome = "done" if stored else "discarded"
         return True
 
     @staticmethod
@@ -200,7 +210,7 @@ class Worker:
             case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
         )
 
-    async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> None:
+    async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> JobStatus | None:
         if isinstance(exc, MedVisionError):
             code, reason = exc.code, exc.message
         else:
@@ -226,6 +236,7 @@ class Worker:
             reason,
             status.value if status else "taken over",
         )
+        return status
 
     async def complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
         """Write the findings and mark the job done, once; False if another run already did.
@@ -313,6 +324,7 @@ def _finding(case_id: uuid.UUID, job_id: uuid.UUID, draft: FindingDraft) -> Find
         input_sha256=draft.input_sha256,
         output_sha256=draft.output_sha256,
         latency_ms=draft.latency_ms,
+        input_stats=draft.input_stats,
         decisions=[],
     )
 

@@ -24,6 +24,8 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from control.errors import MedVisionError
+from control.observability.tracing import grpc_trace_headers
+from control.observability.triton import triton_call
 
 logger = logging.getLogger("medvision.triton")
 
@@ -323,6 +325,17 @@ class TritonClient:
         :class:`InferenceError` subclass. With shared memory on, ``output_bytes`` (an upper
         bound per output name) lets large outputs come back through shared memory too.
         """
+        with triton_call(model):  # span + latency histogram (control.observability.triton)
+            return await self._infer(model, inputs, outputs, timeout_s, output_bytes)
+
+    async def _infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray[Any, Any]],
+        outputs: list[str],
+        timeout_s: float | None,
+        output_bytes: dict[str, int] | None,
+    ) -> dict[str, np.ndarray[Any, Any]]:
         arrays = {name: np.ascontiguousarray(value) for name, value in inputs.items()}
         dtypes = {name: triton_dtype(value) for name, value in arrays.items()}
         deadline_s = self.timeout_s if timeout_s is None else timeout_s
@@ -387,7 +400,11 @@ class TritonClient:
 
         async def call(budget_s: float) -> Any:
             return await self._grpc().infer(
-                model, infer_inputs, outputs=requested, client_timeout=budget_s
+                model,
+                infer_inputs,
+                outputs=requested,
+                client_timeout=budget_s,
+                headers=grpc_trace_headers() or None,  # W3C traceparent for Triton's tracing
             )
 
         result = await self._with_retries(model, call, deadline_s)

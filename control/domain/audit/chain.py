@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.config import Settings
 from control.db.engine import settings_of
 from control.db.models import AuditEntry, AuditHead
+from control.observability.tracing import tracer
 
 if TYPE_CHECKING:
     from control.domain.audit.checkpoints import Checkpoint
@@ -147,30 +148,32 @@ async def append(
     PostgreSQL, the write lock on SQLite), so concurrent appends never fork the chain. The
     entry becomes durable when the caller commits, together with the change it records.
     """
-    key = keys_for(session).hmac_key
-    await session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(entries=AuditHead.entries + 1)
-    )
-    previous = await session.scalar(
-        select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
-    )
-    entry = AuditEntry(
-        occurred_at=datetime.now(UTC),
-        actor=actor.username,
-        actor_role=actor.role,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        outcome=outcome,
-        client_ip=actor.client_ip,
-        request_id=actor.request_id,
-        details=json.dumps(details or {}, sort_keys=True, default=str),
-        prev_hash=previous or GENESIS_HASH,
-    )
-    entry.entry_hash = entry_digest(entry, key)
-    session.add(entry)
-    await session.flush()
-    return entry
+    # A span per audit write, so a trace shows where each entry was made (no details: PHI-free).
+    with tracer().start_as_current_span("audit.append", attributes={"audit.action": action}):
+        key = keys_for(session).hmac_key
+        await session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(entries=AuditHead.entries + 1)
+        )
+        previous = await session.scalar(
+            select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
+        )
+        entry = AuditEntry(
+            occurred_at=datetime.now(UTC),
+            actor=actor.username,
+            actor_role=actor.role,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            outcome=outcome,
+            client_ip=actor.client_ip,
+            request_id=actor.request_id,
+            details=json.dumps(details or {}, sort_keys=True, default=str),
+            prev_hash=previous or GENESIS_HASH,
+        )
+        entry.entry_hash = entry_digest(entry, key)
+        session.add(entry)
+        await session.flush()
+        return entry
 
 
 @dataclass(frozen=True)

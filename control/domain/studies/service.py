@@ -31,6 +31,7 @@ from control.domain.studies.prepare import (
 )
 from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
 from control.inference.scheduling import schedule_case
+from control.observability.metrics import record_ingest
 from control.results.records import RecordCipher
 from control.storage import ObjectStore, instance_key
 
@@ -72,8 +73,12 @@ class IngestResult:
 class IngestService:
     """Stores prepared studies atomically: all of an upload, or nothing of it."""
 
-    def __init__(self, session: AsyncSession, store: ObjectStore, settings: Settings) -> None:
+    def __init__(
+        self, session: AsyncSession, store: ObjectStore, settings: Settings, *, source: str = "http"
+    ) -> None:
         self.session = session
+        #: How the files arrived (http, dimse, stow): the ``source`` of the ingest metrics.
+        self.source = source
         self.store = store
         self.settings = settings
         self.cipher = LinkCipher(settings.key("link"))
@@ -95,8 +100,14 @@ class IngestService:
         """
         limits = UploadLimits.from_settings(self.settings)
         key = self.settings.key("deid")
-        prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
-        return await self._store_with_retries(prepared, actor, race_ethnicity, uploader)
+        try:
+            prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
+            result = await self._store_with_retries(prepared, actor, race_ethnicity, uploader)
+        except MedVisionError as exc:  # all or nothing: every file of the upload is rejected
+            record_ingest(self.source, None, f"rejected:{exc.code}", len(files))
+            raise
+        self._count(prepared, result, [])
+        return result
 
     async def ingest_each(
         self, files: list[tuple[str, bytes]], actor: Actor
@@ -114,6 +125,7 @@ class IngestService:
         while any(study.instances for study in prepared):
             try:
                 result = await self._store_with_retries(prepared, actor, None, None)
+                self._count(prepared, result, rejected)
                 return result, rejected
             except MedVisionError as exc:
                 # The failed transaction was rolled back; retry without the file it names.
@@ -121,7 +133,21 @@ class IngestService:
                 if not _drop_file(prepared, filename):
                     raise
                 rejected.append(RejectedFile(str(filename), exc))
+        self._count(prepared, IngestResult([]), rejected)
         return IngestResult([]), rejected
+
+    def _count(
+        self, prepared: list[PreparedStudy], result: IngestResult, rejected: list[RejectedFile]
+    ) -> None:
+        """Count the instances stored, already stored and rejected (ingest metrics)."""
+        modality = {study.study_uid: study.modality for study in prepared}
+        for study in result.studies:
+            record_ingest(self.source, modality.get(study.study_uid), "stored", study.new_instances)
+            record_ingest(
+                self.source, modality.get(study.study_uid), "existing", study.existing_instances
+            )
+        for file in rejected:
+            record_ingest(self.source, None, f"rejected:{file.error.code}")
 
     async def _store_with_retries(
         self,

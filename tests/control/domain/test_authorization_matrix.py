@@ -87,12 +87,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/audit"): frozenset({ADMIN}),
     ("GET", "/api/audit/verify"): frozenset({ADMIN}),
     ("GET", "/api/models"): ALL_ROLES,
+    ("GET", "/api/models/{name:str}/drift"): frozenset({ADMIN, MLOPS}),
 }
 
 # Routes that talk to Triton: with no Triton in these tests an allowed caller gets 503.
 NEEDS_TRITON = {("GET", "/api/models")}
 
-PUBLIC_PATHS = {"/health", "/ready", "/api/auth/token"}
+# /metrics: public by default (no PHI; MEDVISION_METRICS_PUBLIC=false guards it: admin, mlops).
+PUBLIC_PATHS = {"/health", "/ready", "/api/auth/token", "/metrics"}
 # The workstation's files (control.http.spa): public, and never answering under /api.
 UI_PATHS = {"/", "/{file_path:path}"}
 
