@@ -44,7 +44,7 @@ def cxr_input_from_dicom(path: Path, meta: Mapping[str, Any]) -> npt.NDArray[Any
     """
     import pydicom
 
-    from training.data import preprocess
+    from medvision_contract import preprocess
 
     image = preprocess.dicom_to_cxr_input(pydicom.dcmread(path))
     resized, _scale, _pad = preprocess.resize_with_padding(image, int(meta["input_size"]))

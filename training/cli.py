@@ -22,18 +22,22 @@ SYNTH_BANNER = "SYNTHETIC data (made by `medvision data synth`), not patient dat
 
 @data_app.command("synth")
 def synth(
-    kind: str = typer.Argument(..., help="cxr or brats"),
+    kind: str = typer.Argument(..., help="cxr, brats or ct"),
     out: Path = typer.Option(..., "--out", help="output folder"),
-    n: int = typer.Option(0, help="images (cxr) or cases (brats); 0 = default"),
+    n: int = typer.Option(0, help="images (cxr), cases (brats) or studies (ct); 0 = default"),
     size: int = typer.Option(128, help="cxr image size in pixels"),
     shape: int = typer.Option(48, help="brats volume edge in voxels"),
+    matrix: int = typer.Option(64, help="ct slice matrix in pixels"),
+    slices: str = typer.Option("16-24", help="ct slices per series, MIN-MAX"),
     weak_group: str | None = typer.Option(
         None, help="ATTRIBUTE=VALUE whose signal is weaker, e.g. race='Group B' or sex=F"
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """Write a synthetic dataset in the NIH ChestX-ray14 (cxr) or BraTS 2023 (brats) layout."""
+    """Write a synthetic dataset in the NIH ChestX-ray14 (cxr), BraTS 2023 (brats) or RSNA
+    Intracranial Hemorrhage (ct) layout."""
     from training.data.synth import BratsSynthConfig, CxrSynthConfig, synth_brats, synth_cxr
+    from training.data.synth_ct import CtSynthConfig, synth_ct
 
     weak = _weak_group(weak_group)
     if kind == "cxr":
@@ -46,8 +50,17 @@ def synth(
             **({"n_cases": n} if n else {}), shape=(shape, shape, shape), weak_group=weak, seed=seed
         )
         summary = synth_brats(out, config_b)
+    elif kind == "ct":
+        low, _, high = slices.partition("-")
+        if not (low.isdigit() and (high or low).isdigit()):
+            raise typer.BadParameter("--slices must look like MIN-MAX, e.g. 16-24")
+        config_c = CtSynthConfig(
+            **({"n_studies": n} if n else {}), size=matrix, min_slices=int(low),
+            max_slices=int(high or low), weak_group=weak, seed=seed,
+        )  # fmt: skip
+        summary = synth_ct(out, config_c)
     else:
-        raise typer.BadParameter("kind must be cxr or brats")
+        raise typer.BadParameter("kind must be cxr, brats or ct")
     typer.echo(f"{SYNTH_BANNER}: wrote {out}")
     typer.echo(_short(summary))
 
@@ -151,6 +164,54 @@ def evaluate_brats(
 ) -> None:
     """Dice and HD95 per region on full volumes (sliding window), with fairness."""
     from training.tasks.brats import evaluate_checkpoint
+
+    paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
+    typer.echo(f"report: {paths['markdown']}")
+
+
+@train_app.command("ct_head")
+def train_ct_head(
+    data: Path = typer.Option(..., help="dataset root in the RSNA Intracranial Hemorrhage layout"),
+    preset: str = typer.Option("densenet121", help="densenet121 (clinical), demo or tiny"),
+    size: int = typer.Option(256, help="slice input size in pixels (slices are fitted into it)"),
+    context: int = typer.Option(1, help="neighbouring slices each side (2.5-D); 0 = 2-D"),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(32, help="slices per batch"),
+    lr: float = typer.Option(1e-3),
+    hflip: bool = typer.Option(True, help="random left/right flips"),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)"),
+    workers: int = typer.Option(0, help="data loader worker processes (0 = in the main one)"),
+    seed: int = typer.Option(0),
+    out: Path | None = typer.Option(None, help="run folder (default $MEDVISION_DATA_DIR/runs/...)"),
+    resume: Path | None = typer.Option(None, help="checkpoint to continue from"),
+    skip_bad: bool = typer.Option(False, help="skip bad rows/files and count them in the report"),
+    register: str | None = typer.Option(None, help="register the model under this MLflow name"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Train the head CT haemorrhage classifier, evaluate it on the test split, log to MLflow."""
+    from training.tasks.ct_head import CtHeadTaskConfig
+    from training.tasks.runner import run_training
+
+    task_config = CtHeadTaskConfig(
+        data=data, preset=preset, size=size, context=context, hflip=hflip, skip_bad=skip_bad
+    )
+    run_training(
+        "ct_head", task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
+        register, device,
+    )  # fmt: skip
+
+
+@evaluate_app.command("ct_head")
+def evaluate_ct_head(
+    checkpoint: Path = typer.Option(..., help="a checkpoint from `medvision train ct_head`"),
+    data: Path = typer.Option(..., help="dataset root in the RSNA layout"),
+    split: str = typer.Option("test", help="test, val, train or all"),
+    out: Path = typer.Option(Path("evaluation"), help="report folder"),
+    min_group_size: int = typer.Option(10),
+    skip_bad: bool = typer.Option(False),
+) -> None:
+    """AUROC (slice and study) with CIs, RSNA log loss, pointing game, fairness; JSON + Markdown."""
+    from training.tasks.ct_head import evaluate_checkpoint
 
     paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
     typer.echo(f"report: {paths['markdown']}")

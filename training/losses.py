@@ -38,14 +38,20 @@ class MaskedWeightedBCE(nn.Module):
     Entries with ``mask == 0`` (label not reported) contribute nothing: they are neither
     negatives nor counted in the average, get zero gradient, and their target may hold any
     value, NaN included. The loss is the mean over known entries, and 0 (still attached to
-    the graph) when a batch has none.
+    the graph) when a batch has none. With ``label_weights`` [L] it is the weighted mean
+    (each known entry of label k counts ``label_weights[k]`` times), e.g. the RSNA
+    challenge's weight 2 for ``any``.
     """
 
     pos_weight: torch.Tensor | None
+    label_weights: torch.Tensor | None
 
-    def __init__(self, pos_weight: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, pos_weight: torch.Tensor | None = None, label_weights: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.register_buffer("pos_weight", pos_weight)
+        self.register_buffer("label_weights", label_weights)
 
     def forward(
         self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
@@ -61,8 +67,11 @@ class MaskedWeightedBCE(nn.Module):
         elementwise = F.binary_cross_entropy_with_logits(
             logits, safe_targets, pos_weight=self.pos_weight, reduction="none"
         )
-        masked = torch.where(known, elementwise, torch.zeros_like(elementwise))
-        return masked.sum() / known.sum().clamp_min(1)
+        weights = known.to(elementwise.dtype)
+        if self.label_weights is not None:
+            weights = weights * self.label_weights.to(elementwise.dtype)
+        masked = torch.where(known, elementwise * weights, torch.zeros_like(elementwise))
+        return masked.sum() / weights.sum().clamp_min(1)
 
 
 class DiceFocalLoss(nn.Module):

@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from medvision_contract import cams
+from medvision_contract.preprocess import resize, undo_resize_with_padding, xray_to_float
 from tests.model_repository.helpers import load_model_module, reference_bits, reference_cam_uint8
-from training.data.preprocess import resize, undo_resize_with_padding, xray_to_float
 from training.data.transforms import cxr_eval_transforms
 
 pixels_module = load_model_module("cxr_preprocess", "cxr_pixels")
-cams_module = load_model_module("cxr_postprocess", "cxr_cams")
+cams_module = cams
 MEAN, STD = 0.45, 0.27
 
 

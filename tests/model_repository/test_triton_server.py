@@ -24,11 +24,11 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from control.triton.server import TritonServer, free_triton_ports
+from medvision_contract.preprocess import brain_zscore, undo_resize_with_padding
 from tests.fixtures.triton_repo import MAX_BATCH, copy_repository
 from tests.fixtures.triton_repo import network_model as _network_model
 from tests.fixtures.triton_repo import set_parameters as _set_parameters
 from tests.model_repository.helpers import load_model_module, reference_cam_uint8
-from training.data.preprocess import brain_zscore, undo_resize_with_padding
 from training.networks.brats import build_brats_net
 from training.networks.cxr import CamWrapper, CxrNet, build_cxr_net
 from training.regions import region_volumes_ml, regions_to_labels

@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from medvision_contract.labels import CXR_LABELS
 from training.data.errors import DatasetError
 from training.data.nih import verify_image
 from training.data.records import (
@@ -42,7 +43,6 @@ from training.data.records import (
     read_table,
     table_line,
 )
-from training.labels import CXR_LABELS
 
 CHEXPERT_TO_CXR: dict[str, str] = {
     "Atelectasis": "Atelectasis",

@@ -3,7 +3,8 @@
 :class:`CxrDataset` items: ``{"image": float32 [1, S, S], "labels": [14], "mask": [14],
 "index": int}``. :class:`BratsDataset` items: ``{"image": float32 [4, ...], "label":
 float32 [3, ...] (ET, TC, WT regions; absent when the record has no seg), "spacing_mm":
-[3], "index": int}``. Images are decoded lazily; a missing or corrupt file raises
+[3], "index": int}``. :class:`CtSliceDataset` items are head CT slices. Images are decoded
+lazily; a missing or corrupt file raises
 DatasetError naming it.
 
 With worker processes, load through ``monai.data.DataLoader`` (or pass
@@ -22,10 +23,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from medvision_contract.ct_windows import ct_head_input
+from medvision_contract.regions import labels_to_regions
 from training.data.brats import read_brats_case
 from training.data.errors import DatasetError
 from training.data.records import BratsRecord, CxrRecord
-from training.regions import labels_to_regions
+from training.data.rsna_ich import CtSeriesRecord, read_ct_volume
 
 Transform = Callable[[dict[Hashable, Any]], Any]
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
@@ -152,3 +155,57 @@ def _plain_tensor(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.as_subclass(torch.Tensor).to(torch.float32)
     return torch.as_tensor(np.asarray(value), dtype=torch.float32)
+
+
+class CtSliceDataset(Dataset[dict[str, Any]]):
+    """Head CT slices as ``{"image": float32 [(2k + 1) * 3, S, S], "labels": [6], "mask": [6],
+    "index": int}``, one item per slice of every series.
+
+    The network input is ``medvision_contract.ct_windows.ct_head_input`` of the series
+    (the serving path's code). ``hflip`` mirrors left and right at random (training). Inputs
+    are computed per series on first use and kept (per worker process) when ``cache``.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[CtSeriesRecord],
+        *,
+        size: int,
+        context: int,
+        hflip: bool = False,
+        cache: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.records = list(records)
+        self.size, self.context, self.hflip, self.cache = size, context, hflip, cache
+        self.items = [
+            (r, s) for r, record in enumerate(self.records) for s in range(len(record.slices))
+        ]
+        self._cached: dict[int, np.ndarray] = {}
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def series_input(self, series: int) -> np.ndarray:
+        """The network input [S, C, size, size] of series ``series``."""
+        found = self._cached.get(series)
+        if found is None:
+            volume = read_ct_volume(self.records[series])
+            found, _geometry = ct_head_input(volume, size=self.size, context=self.context)
+            if self.cache:
+                self._cached[series] = found
+        return found
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        series, slice_index = self.items[index]
+        image = self.series_input(series)[slice_index]
+        if self.hflip and self._rng.random() < 0.5:
+            image = image[..., ::-1]
+        labels = self.records[series].slices[slice_index].labels.astype(np.float32)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "labels": torch.from_numpy(labels),
+            "mask": torch.ones_like(torch.from_numpy(labels)),
+            "index": index,
+        }

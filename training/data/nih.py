@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medvision_contract.labels import CXR_LABELS
 from training.data.errors import DatasetError
 from training.data.records import (
     Box,
@@ -37,7 +38,6 @@ from training.data.records import (
     read_table,
     table_line,
 )
-from training.labels import CXR_LABELS
 
 DATA_ENTRY = "Data_Entry_2017.csv"
 DATA_ENTRY_2020 = "Data_Entry_2017_v2020.csv"

@@ -33,7 +33,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from training.labels import AGE_BANDS, CXR_LABELS, MRI_CHANNELS, age_band
+from medvision_contract.labels import AGE_BANDS, CXR_LABELS, MRI_CHANNELS, age_band
 
 # Header lines of the real NIH files (Data_Entry_2017_v2020.csv and BBox_List_2017.csv).
 # The data-entry file gets one extra, synthetic column: Race/Ethnicity.

@@ -25,8 +25,8 @@ from monai.transforms import (
     Transform,
 )
 
+from medvision_contract.preprocess import resize_with_padding
 from training.data.datasets import read_xray_image
-from training.data.preprocess import resize_with_padding
 from training.data.records import CxrRecord
 
 CXR_ROTATE_DEGREES = 10.0

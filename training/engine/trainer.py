@@ -39,6 +39,9 @@ class TrainConfig:
     out_dir: Path = Path("runs")
     resume: Path | None = None
     max_steps_per_epoch: int | None = None
+    #: The MLflow run this training is tracked in; recorded in every checkpoint's metadata
+    #: as ``training_run_id`` (export writes it into config.pbtxt).
+    run_id: str | None = None
 
 
 class Task(Protocol):
@@ -147,7 +150,11 @@ def fit(
                 "scaler": scaler.state_dict(),
                 "epoch": epoch,
                 "best_score": max(best_score, score),
-                "meta": {**task.checkpoint_meta(), "train_config": _plain(asdict(config))},
+                "meta": {
+                    **task.checkpoint_meta(),
+                    "training_run_id": config.run_id or "",
+                    "train_config": _plain(asdict(config)),
+                },
             }
             save_checkpoint(last_path, state)
             if score > best_score:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from medvision_contract.labels import BRATS_REGIONS
 from training.evaluation.classification import auroc_with_ci, calibration_error, rates_at_threshold
-from training.labels import BRATS_REGIONS
 
 UNKNOWN_GROUP = "unknown"
 

@@ -42,7 +42,7 @@ import torch
 from monai.metrics import compute_hausdorff_distance
 from scipy import ndimage
 
-from training.labels import BRATS_REGIONS
+from medvision_contract.labels import BRATS_REGIONS
 
 #: HD95 (mm) of a missed lesion, a false positive and a one-sided empty case: the diagonal of
 #: the BraTS 240 × 240 × 155 mm field of view, rounded up, as the challenge uses.

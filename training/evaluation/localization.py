@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from training.labels import CXR_LABELS
+from medvision_contract.labels import CXR_LABELS
 
 
 class BoxLike(Protocol):

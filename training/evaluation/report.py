@@ -357,7 +357,7 @@ def _plot_reliability(path: Path, calibration: Mapping[str, Any], synthetic: boo
 
 def _fairness_bar_metrics(task: str, result: Mapping[str, Any]) -> list[str]:
     names = list(result.get("largest_gap", {}))
-    if task == "cxr":
+    if task in ("cxr", "ct_head"):
         return [m for m in ("mean_auroc", "mean_tpr", "mean_fpr") if m in names]
     return [m for m in names if m == "mean_dice" or m.startswith("dice_")]
 
@@ -406,7 +406,7 @@ def write_report(
     out_dir: Path,
     *,
     title: str,
-    task: Literal["cxr", "brats"],
+    task: Literal["cxr", "brats", "ct_head"],
     metrics: dict[str, Any],
     fairness: dict[str, Any] | None,
     curves: dict[str, Any] | None = None,
@@ -423,7 +423,7 @@ def write_report(
     ``fairness_<attribute>.png`` per fairness attribute. Returns ``{"json", "markdown",
     "roc_curves", "reliability", "fairness_<attribute>"}`` → path, for the files written.
     """
-    if task not in ("cxr", "brats"):
+    if task not in ("cxr", "brats", "ct_head"):
         raise ValueError(f"unknown task {task!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ import torch
 from monai.inferers import sliding_window_inference
 from monai.metrics import compute_dice
 
+from medvision_contract.labels import BRATS_REGIONS
 from training.evaluation.lesionwise import challenge_hd95, hd95_mm
-from training.labels import BRATS_REGIONS
 
 
 def sliding_window_predict(

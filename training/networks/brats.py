@@ -13,7 +13,7 @@ from typing import Any, Literal
 from monai.networks.nets.unet import UNet
 from torch import nn
 
-from training.labels import BRATS_REGIONS, MRI_CHANNELS
+from medvision_contract.labels import BRATS_REGIONS, MRI_CHANNELS
 
 BratsPresetName = Literal["default", "tiny"]
 

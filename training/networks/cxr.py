@@ -16,7 +16,7 @@ import torch
 from monai.networks.nets.densenet import DenseNet
 from torch import nn
 
-from training.labels import CXR_LABELS
+from medvision_contract.labels import CXR_LABELS
 
 AttentionKind = Literal["cbam", "none"]
 CxrPresetName = Literal["densenet121", "demo", "tiny"]

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from medvision_contract.labels import BRATS_REGIONS, age_band
+from medvision_contract.preprocess import brain_zscore
+from medvision_contract.regions import labels_to_regions, region_volumes_ml
 from training.data.brats import load_brats, read_brats_case
 from training.data.datasets import BratsDataset
-from training.data.preprocess import brain_zscore
 from training.data.records import BratsRecord, LoadReport
 from training.data.transforms import brats_train_transforms
 from training.engine.checkpoint import load_checkpoint
@@ -22,10 +24,8 @@ from training.evaluation.fairness import segmentation_fairness
 from training.evaluation.lesionwise import lesion_wise_regions
 from training.evaluation.report import write_report
 from training.evaluation.segmentation import dice_hd95, sliding_window_predict, summarise_cases
-from training.labels import BRATS_REGIONS, age_band
 from training.losses import DiceFocalLoss
 from training.networks.brats import build_brats_net
-from training.regions import labels_to_regions, region_volumes_ml
 
 Split = Literal["train", "val", "test", "all"]
 

@@ -15,9 +15,10 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from medvision_contract.labels import CXR_LABELS, age_band
+from medvision_contract.preprocess import padding_geometry
 from training.data.datasets import CxrDataset
 from training.data.nih import load_nih
-from training.data.preprocess import padding_geometry
 from training.data.records import CxrRecord, LoadReport
 from training.data.transforms import (
     cxr_eval_transforms,
@@ -35,7 +36,6 @@ from training.evaluation.classification import (
 from training.evaluation.fairness import classification_fairness
 from training.evaluation.localization import cam_box_iou, pointing_game
 from training.evaluation.report import write_report
-from training.labels import CXR_LABELS, age_band
 from training.losses import MaskedWeightedBCE, positive_class_weights
 from training.networks.cxr import CxrNet, build_cxr_net
 

@@ -15,7 +15,7 @@ from training.engine.trainer import EpochStats, TrainConfig, fit
 
 
 def run_training(
-    kind: Literal["cxr", "brats"],
+    kind: Literal["cxr", "brats", "ct_head"],
     task_config: Any,
     epochs: int,
     batch_size: int,
@@ -34,6 +34,10 @@ def run_training(
         from training.tasks.cxr import CxrTask
 
         task: Any = CxrTask(task_config, seed)
+    elif kind == "ct_head":
+        from training.tasks.ct_head import CtHeadTask
+
+        task = CtHeadTask(task_config, seed)
     else:
         from training.tasks.brats import BratsTask
 
@@ -55,6 +59,7 @@ def run_training(
     tracked = tracking.run(f"medvision-{kind}", run_name, params) if context.is_main else None
     summary: dict[str, Any] = {}
     with tracked if tracked is not None else contextlib.nullcontext() as run_id:
+        config.run_id = run_id
 
         def on_epoch(stats: EpochStats) -> None:
             metrics = {"train_loss": stats.loss, "lr": stats.lr,

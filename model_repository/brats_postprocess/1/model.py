@@ -15,13 +15,9 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from training.labels import BRATS_REGIONS
-from training.regions import region_volumes_ml, regions_to_labels
-
-
-def _parameter(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+from medvision_contract.labels import BRATS_REGIONS
+from medvision_contract.regions import region_volumes_ml, regions_to_labels
+from medvision_contract.triton import parameter
 
 
 class TritonPythonModel:
@@ -30,7 +26,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``threshold``."""
         config = json.loads(args["model_config"])
-        self.threshold = float(_parameter(config, "threshold", "0.5"))
+        self.threshold = float(parameter(config, "threshold", "0.5"))
         if not 0 < self.threshold < 1:
             raise ValueError(
                 f"brats_postprocess: threshold must be in (0, 1), got {self.threshold}"

@@ -13,13 +13,9 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from training.data.preprocess import brain_zscore
-from training.labels import MRI_CHANNELS
-
-
-def _parameter(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+from medvision_contract.labels import MRI_CHANNELS
+from medvision_contract.preprocess import brain_zscore
+from medvision_contract.triton import parameter
 
 
 def validate_volume(volume: np.ndarray, max_voxels: int) -> None:
@@ -43,7 +39,7 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``max_voxels`` (per channel)."""
         config = json.loads(args["model_config"])
-        self.max_voxels = int(_parameter(config, "max_voxels", "33554432"))
+        self.max_voxels = int(parameter(config, "max_voxels", "33554432"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: the normalised volume, or an error."""

@@ -18,10 +18,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-
-def _parameter(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+from medvision_contract.triton import parameter
 
 
 class NetworkError(RuntimeError):
@@ -38,11 +35,11 @@ class TritonPythonModel:
 
         self.window = sliding_window
         config = json.loads(args["model_config"])
-        roi = [int(part) for part in _parameter(config, "roi", "96").split(",") if part.strip()]
+        roi = [int(part) for part in parameter(config, "roi", "96").split(",") if part.strip()]
         self.roi = tuple(roi * 3 if len(roi) == 1 else roi)
-        self.overlap = float(_parameter(config, "overlap", "0.5"))
-        self.sw_batch_size = int(_parameter(config, "sw_batch_size", "2"))
-        self.model_name = _parameter(config, "model_name", "brats_net")
+        self.overlap = float(parameter(config, "overlap", "0.5"))
+        self.sw_batch_size = int(parameter(config, "sw_batch_size", "2"))
+        self.model_name = parameter(config, "model_name", "brats_net")
         if len(self.roi) != 3 or min(self.roi) < 1:
             raise ValueError(f"brats_segment: roi must be one or three positive sizes, got {roi}")
         if not 0 <= self.overlap < 1 or self.sw_batch_size < 1:

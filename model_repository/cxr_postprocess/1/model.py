@@ -3,24 +3,19 @@
 Inputs ``LOGITS`` FP32 [1, L] (or [L]), ``CAMS`` FP32 [1, L, h, w] and ``GEOMETRY`` FP32 [5]
 from ``cxr_preprocess``. Outputs ``PROBABILITIES`` FP32 [L] (sigmoid), ``POSITIVE`` BOOL
 [L] (probability >= the label's threshold) and ``CAM`` UINT8 [L, H, W] on the original
-image grid (see ``cxr_cams.py`` beside this file). L = 14 labels in ChestX-ray14 order.
+image grid (``medvision_contract.cams``). L = 14 labels in ChestX-ray14 order.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from training.labels import CXR_LABELS
-
-
-def _parameter(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+from medvision_contract import cams
+from medvision_contract.labels import CXR_LABELS
+from medvision_contract.triton import parameter
 
 
 class TritonPythonModel:
@@ -28,21 +23,18 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds`` and ``input_size``."""
-        sys.path.insert(0, os.path.join(args["model_repository"], args["model_version"]))
-        import cxr_cams
-
-        self.cams = cxr_cams
+        self.cams = cams
         config = json.loads(args["model_config"])
         labels = [
-            name.strip() for name in _parameter(config, "labels", ",".join(CXR_LABELS)).split(",")
+            name.strip() for name in parameter(config, "labels", ",".join(CXR_LABELS)).split(",")
         ]
         if tuple(labels) != CXR_LABELS:
             raise ValueError(f"cxr_postprocess: labels must be {CXR_LABELS} in order, got {labels}")
         self.num_labels = len(labels)
-        self.thresholds = cxr_cams.parse_floats(
-            _parameter(config, "thresholds", "0.5"), self.num_labels, "thresholds"
+        self.thresholds = cams.parse_floats(
+            parameter(config, "thresholds", "0.5"), self.num_labels, "thresholds"
         )
-        self.size = int(_parameter(config, "input_size", "224"))
+        self.size = int(parameter(config, "input_size", "224"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: probabilities, positives and CAMs, or an error."""

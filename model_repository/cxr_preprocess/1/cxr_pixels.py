@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data.preprocess import resize_with_padding, xray_to_float, zscore
+from medvision_contract.preprocess import resize_with_padding, xray_to_float, zscore
 
 MIN_BITS = 8
 GEOMETRY_FIELDS = ("height", "width", "scale", "pad_y", "pad_x")

@@ -15,10 +15,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-
-def _parameter(config: dict[str, Any], key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
+from medvision_contract.triton import parameter
 
 
 class TritonPythonModel:
@@ -31,11 +28,11 @@ class TritonPythonModel:
 
         self.pixels = cxr_pixels
         config = json.loads(args["model_config"])
-        self.size = int(_parameter(config, "input_size", "224"))
-        self.mean = float(_parameter(config, "mean", "0.5"))
-        self.std = float(_parameter(config, "std", "0.25"))
-        self.max_pixels = int(_parameter(config, "max_pixels", "50000000"))
-        bits = _parameter(config, "bits_stored", "auto")
+        self.size = int(parameter(config, "input_size", "224"))
+        self.mean = float(parameter(config, "mean", "0.5"))
+        self.std = float(parameter(config, "std", "0.25"))
+        self.max_pixels = int(parameter(config, "max_pixels", "50000000"))
+        bits = parameter(config, "bits_stored", "auto")
         self.bits_stored = None if bits == "auto" else int(bits)
         if self.size < 32 or self.std <= 0 or self.max_pixels < 1:
             raise ValueError(

@@ -1,12 +1,13 @@
 """Network outputs to findings: probabilities, positives and CAMs on the original image grid.
 
-numpy only; used by the ``cxr_postprocess`` Triton model and by its tests.
+numpy only; used by the ``cxr_postprocess`` and ``ct_head_postprocess`` Triton models,
+training evaluation and their tests.
 
 CAM path, the same as training evaluation up to the model input: the [L, h, w] maps are
 upsampled to the model input size S with bicubic interpolation exactly as torch
 ``F.interpolate(mode="bicubic", align_corners=False)`` does (Keys kernel with a = -0.75,
 half-pixel centres, edge samples repeated), the padding is cropped and the rest resized
-to the original height x width (``training.data.preprocess.undo_resize_with_padding``;
+to the original height x width (``medvision_contract.preprocess.undo_resize_with_padding``;
 here as one precomputed matrix per axis, since every step is linear and separable).
 Each label's map is then min-max scaled on its own to 0..255 (rounded); a constant map
 (range within float rounding of its magnitude) becomes all zeros. So CAM values show where
@@ -21,7 +22,7 @@ import math
 
 import numpy as np
 
-from training.data.preprocess import resize
+from medvision_contract.preprocess import resize
 
 CUBIC_A = -0.75
 FLAT_TOLERANCE = 1e-5
@@ -64,7 +65,7 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """The [out_size, in_size] matrix of ``training.data.preprocess.resize`` along one axis.
+    """The [out_size, in_size] matrix of ``preprocess.resize`` along one axis.
 
     That resize (block average, then linear interpolation) is linear and separable, so its
     matrix is its response to unit impulses: ``resize(image) == R_y @ image @ R_x.T``.
@@ -111,43 +112,67 @@ def geometry_fields(
     return shape, size / max(shape), (int(pad_y), int(pad_x))
 
 
+def longest_side_shape(shape: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``shape`` scaled (aspect ratio kept, rounded, at least 1) so its longer side is
+    ``max_side``: the grid of a map the viewer stretches over the image."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    scale = max_side / max(shape)
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
 def cam_matrices(
-    cam_shape: tuple[int, int], geometry: np.ndarray, size: int
+    cam_shape: tuple[int, int],
+    geometry: np.ndarray,
+    size: int,
+    out_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row and column matrices [H, h] and [W, w] taking a CAM to the original image grid.
 
     Each is bicubic upsampling to ``size``, the crop of the padding and the resize to the
     original length, composed: ``rows @ cam @ columns.T`` equals ``undo_resize_with_padding``
-    of the bicubic-upsampled map, at a fraction of the cost for large images.
+    of the bicubic-upsampled map, at a fraction of the cost for large images. With
+    ``out_shape`` the last resize goes to that shape instead of the original one.
     """
     shape, scale, pad = geometry_fields(geometry, size)
+    target = out_shape or shape
     matrices = []
     for axis in range(2):
         kept = max(1, round(shape[axis] * scale))  # as resize_with_padding rounds
         upsample = bicubic_matrix(cam_shape[axis], size)[pad[axis] : pad[axis] + kept]
-        matrices.append(resize_matrix(kept, shape[axis]) @ upsample)
+        matrices.append(resize_matrix(kept, target[axis]) @ upsample)
     return matrices[0], matrices[1]
 
 
 @functools.lru_cache(maxsize=32)
 def _float32_matrices(
-    cam_shape: tuple[int, int], geometry: tuple[float, ...], size: int
+    cam_shape: tuple[int, int],
+    geometry: tuple[float, ...],
+    size: int,
+    out_shape: tuple[int, int] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cam_matrices`` in float32 (rows, transposed columns), cached per image geometry:
     a PACS sends many images of the same few sizes."""
-    rows, columns = cam_matrices(cam_shape, np.asarray(geometry), size)
+    rows, columns = cam_matrices(cam_shape, np.asarray(geometry), size, out_shape)
     return rows.astype(np.float32), np.ascontiguousarray(columns.T, dtype=np.float32)
 
 
-def cams_to_image(cams: np.ndarray, geometry: np.ndarray, size: int) -> np.ndarray:
-    """CAMs [L, h, w] at network resolution to uint8 [L, H, W] on the original image grid."""
+def cams_to_image(
+    cams: np.ndarray,
+    geometry: np.ndarray,
+    size: int,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """CAMs [..., h, w] at network resolution to uint8 [..., H, W] on the original image
+    grid (or on ``out_shape``), each map min-max scaled on its own."""
     key = tuple(float(v) for v in np.asarray(geometry, dtype=np.float64).reshape(-1))
-    rows, columns_t = _float32_matrices(tuple(cams.shape[-2:]), key, size)
-    maps = rows @ np.asarray(cams, dtype=np.float32) @ columns_t  # [L, H, W] in one batch
-    out = np.empty(maps.shape, dtype=np.uint8)
-    for index, cam in enumerate(maps):
+    rows, columns_t = _float32_matrices(tuple(cams.shape[-2:]), key, size, out_shape)
+    maps = rows @ np.asarray(cams, dtype=np.float32) @ columns_t  # [..., H, W] in one batch
+    flat = maps.reshape(-1, *maps.shape[-2:])
+    out = np.empty(flat.shape, dtype=np.uint8)
+    for index, cam in enumerate(flat):
         out[index] = scale_to_uint8(cam)
-    return out
+    return out.reshape(maps.shape)
 
 
 def parse_floats(text: str, count: int, name: str) -> np.ndarray:
