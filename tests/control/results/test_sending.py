@@ -17,9 +17,21 @@ import pytest
 from sqlalchemy import select
 
 from control.config import Settings
-from control.db.models import AuditEntry, Case, ExportStatus, ResultExport
+from control.db.models import (
+    AuditEntry,
+    Case,
+    ExportStatus,
+    Finding,
+    FindingKind,
+    Instance,
+    ResultExport,
+    Series,
+)
 from control.domain.audit.chain import SYSTEM
 from control.domain.findings.service import case_findings
+from control.inference import queue
+from control.inference.pipelines import FindingDraft, ModelInfo
+from control.inference.worker import Worker
 from control.results.destinations import StowDestination
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender, SendFailure, send_stow
@@ -34,6 +46,7 @@ from tests.control.results.signed_cases import (
     plaintext_hits,
     sign_off,
 )
+from tests.fixtures.uploads import dicom_bytes, upload
 
 ACCEPT = {"action": "accept"}
 
@@ -288,3 +301,65 @@ async def test_nothing_identifying_is_stored_or_logged(
     ) + "".join(capfd.readouterr())
     assert caplog.records, "nothing was logged: the check would prove nothing"
     assert [needle for needle in needles if needle in logged] == []
+
+
+async def test_a_preliminary_sr_goes_out_right_after_inference_when_asked(
+    app, client, accounts, settings, peer
+):
+    """With MEDVISION_RESULTS_PRELIMINARY_SR the worker queues an UNVERIFIED SR with the
+    findings; the signed-off SR that follows is another object (its own SOP Instance UID)."""
+    preliminary = settings.model_copy(update={"results_preliminary_sr": True})
+    factory, store = app.state.session_factory, app.state.store
+    worker = Worker(preliminary, factory, store, worker_id="test-worker")
+    sender = ExportSender(preliminary, factory, store, "test-sender")
+    peer.start()
+    ds = identified_dx()
+    body = await upload(client, accounts["pacs1"], ("chest.dcm", dicom_bytes(ds)))
+    [case_id] = body["case_ids"]
+    claimed = await queue.claim(factory, "test-worker", preliminary)
+    assert claimed is not None
+    async with factory() as session:
+        [instance_id] = (
+            await session.scalars(
+                select(Instance.id)
+                .join(Series, Series.id == Instance.series_id)
+                .join(Case, Case.study_id == Series.study_id)
+                .where(Case.id == uuid.UUID(case_id))
+            )
+        ).all()
+    draft = FindingDraft(
+        subject=str(instance_id),
+        kind=FindingKind.CLASSIFICATION,
+        model=ModelInfo("cxr", "cxr_net", "test-1", None, True),
+        instance_id=instance_id,
+        labels=["Effusion"],
+        probabilities={"Effusion": 0.8, "Nodule": 0.1},
+        thresholds={"Effusion": 0.5, "Nodule": 0.5},
+    )
+    assert await worker.complete(claimed, [draft]) is True
+
+    [queued] = (
+        await client.get(f"/api/cases/{case_id}/exports", headers=accounts["rad1"].headers)
+    ).json()
+    assert queued["object"] == "cxr-sr-preliminary" and queued["status"] == "pending"
+    assert await sender.run_once() is True
+    [sent] = peer.received
+    assert sent.VerificationFlag == "UNVERIFIED" and sent.PreliminaryFlag == "PRELIMINARY"
+    assert sent.PatientID == ORIGINAL["PatientID"] and sent.StudyInstanceUID == ds.StudyInstanceUID
+
+    async with factory() as session:
+        finding_id = await session.scalar(
+            select(Finding.id).where(Finding.case_id == uuid.UUID(case_id))
+        )
+    await sign_off(client, accounts["rad1"], case_id, {str(finding_id): ACCEPT})
+    assert await sender.run_once() is True
+    final = peer.received[-1]
+    assert final.VerificationFlag == "VERIFIED" and final.PreliminaryFlag == "FINAL"
+    assert final.SOPInstanceUID != sent.SOPInstanceUID
+    exports = (
+        await client.get(f"/api/cases/{case_id}/exports", headers=accounts["rad1"].headers)
+    ).json()
+    assert sorted((e["object"], e["status"]) for e in exports) == [
+        ("cxr-sr", "sent"),
+        ("cxr-sr-preliminary", "sent"),
+    ]
