@@ -1,4 +1,4 @@
-"""``medvision export cxr|brats``: checkpoint → Triton model repository (+ MLflow registry).
+"""``medvision export cxr|brats|ct_head``: checkpoint → Triton model repository (+ MLflow registry).
 
 Torch, onnx and MLflow are imported only when a command runs, so mounting this app keeps
 ``medvision --help`` light.
@@ -44,7 +44,7 @@ ParityDicomOption = typer.Option(
 
 
 def _run(
-    kind: Literal["cxr", "brats"],
+    kind: Literal["cxr", "brats", "ct_head"],
     checkpoint: Path | None,
     mlflow_model: str | None,
     repository: Path,
@@ -139,6 +139,26 @@ def brats(
     )  # fmt: skip
 
 
+@app.command("ct_head")
+def ct_head(
+    checkpoint: Path | None = CheckpointOption,
+    mlflow_model: str | None = MlflowModelOption,
+    repository: Path = RepositoryOption,
+    format: str = FormatOption,
+    version: int | None = VersionOption,
+    force: bool = ForceOption,
+    register: str | None = RegisterOption,
+    gpu: bool | None = GpuOption,
+    max_batch_size: int = MaxBatchOption,
+    instance_count: int = InstancesOption,
+) -> None:
+    """Export the head CT haemorrhage network as ct_head_net (SLICES → LOGITS, CAMS)."""
+    _run(
+        "ct_head", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
+        max_batch_size, instance_count,
+    )  # fmt: skip
+
+
 @app.command("demo")
 def demo(repository: Path = RepositoryOption) -> None:
     """Build synthetic demo models (not clinical) for any network the repository lacks."""
@@ -148,4 +168,4 @@ def demo(repository: Path = RepositoryOption) -> None:
     if built:
         typer.secho(f"built {', '.join(built)} — {BANNER}", fg=typer.colors.YELLOW)
     else:
-        typer.echo("cxr_net and brats_net already exported; nothing to build")
+        typer.echo("cxr_net, brats_net and ct_head_net already exported; nothing to build")

@@ -33,6 +33,13 @@ def load_network(kind: ModelKind, checkpoint: Path) -> tuple[nn.Module, dict[str
         from training.networks.cxr import build_cxr_net
 
         model = build_cxr_net(meta["preset"])
+    elif kind == "ct_head":
+        from training.engine.meta import CtHeadMeta
+        from training.networks.ct_head import build_ct_head_net
+
+        typed = CtHeadMeta.from_dict(meta)  # raises ValueError naming a bad field
+        model = build_ct_head_net(typed.preset, typed.context)  # type: ignore[arg-type]
+        meta = typed.to_dict()
     else:
         from training.networks.brats import build_brats_net
 
@@ -42,15 +49,16 @@ def load_network(kind: ModelKind, checkpoint: Path) -> tuple[nn.Module, dict[str
 
 
 def export_module(model: nn.Module, kind: ModelKind) -> nn.Module:
-    """The module whose outputs are the ONNX outputs: ``CamWrapper`` for a CXR net."""
-    if kind != "cxr":
+    """The module whose outputs are the ONNX outputs: ``CamWrapper`` for a CXR or CT head
+    net (logits and CAMs from one graph)."""
+    if kind == "brats":
         return model
     from training.networks.cxr import CamWrapper, CxrNet
 
     if isinstance(model, CamWrapper):
         return model
     if not isinstance(model, CxrNet):
-        raise TypeError(f"a CXR export needs a CxrNet, got {type(model).__name__}")
+        raise TypeError(f"a {kind} export needs a CxrNet, got {type(model).__name__}")
     return CamWrapper(model)
 
 
@@ -60,7 +68,8 @@ def export_onnx(
     """Write ``model`` as an ONNX graph at ``path`` and return ``path``.
 
     Tensor names follow the Triton contract (``IMAGE`` → ``LOGITS``, ``CAMS`` for CXR, where
-    logits and CAMs come from one graph; ``PATCH`` → ``LOGITS`` for BraTS). Only the batch
+    logits and CAMs come from one graph; ``SLICES`` → ``LOGITS``, ``CAMS`` for CT head;
+    ``PATCH`` → ``LOGITS`` for BraTS). Only the batch
     axis is dynamic; the spatial size is the trained ``input_size`` / ``roi`` (Triton
     preprocessing resizes). The graph is checked with ``onnx.checker`` after writing.
     """

@@ -1,6 +1,6 @@
 """Export a checkpoint into a Triton model repository: the whole pipeline, written atomically.
 
-Layout written (``<net>`` is ``cxr_net`` or ``brats_net``)::
+Layout written (``<net>`` is ``cxr_net``, ``brats_net`` or ``ct_head_net``)::
 
     <repository>/<net>/config.pbtxt
     <repository>/<net>/<version>/model.onnx   (+ model.py: python-onnx; model.plan: tensorrt)
@@ -8,7 +8,8 @@ Layout written (``<net>`` is ``cxr_net`` or ``brats_net``)::
 Everything is built in a staging folder inside ``<repository>/<net>/`` (Triton ignores
 non-numeric folders there) and renamed into place, so a failed export leaves the
 repository as it was. Afterwards the pre/post-processing models' ``parameters``
-(``cxr_preprocess``, ``cxr_postprocess``, ``brats_segment``, ``brats_postprocess``) are
+(``cxr_preprocess``, ``cxr_postprocess``, ``brats_segment``, ``brats_postprocess``,
+``ct_head_preprocess``, ``ct_head_classify``, ``ct_head_postprocess``) are
 updated to match the exported network.
 """
 
@@ -115,7 +116,16 @@ def sync_pre_post_configs(repository: Path, kind: ModelKind) -> list[Path]:
     config = parse_config((repository / NETWORK_MODEL_NAMES[kind] / "config.pbtxt").read_text())
     parameters = config_parameters(config)
     meta: dict[str, Any] = {"thresholds": [float(t) for t in parameters["thresholds"].split(",")]}
-    if kind == "cxr":
+    if kind == "ct_head":
+        from medvision_contract.ct_windows import parse_windows
+
+        meta |= {
+            "labels": parameters["labels"].split(","),
+            "input_size": int(parameters["input_size"]),
+            "context": int(parameters["context_slices"]),
+            "windows": parse_windows(parameters["windows"]),
+        }
+    elif kind == "cxr":
         meta |= {
             "labels": parameters["labels"].split(","),
             "input_size": int(parameters["input_size"]),
@@ -201,7 +211,8 @@ def export_model(
     atol: float = 1e-4,
     drift_samples: Sequence[Mapping[str, float]] | None = None,
 ) -> ExportResult:
-    """Export a checkpoint into ``repository`` as ``cxr_net`` / ``brats_net`` version ``version``.
+    """Export a checkpoint into ``repository`` as ``cxr_net`` / ``brats_net`` / ``ct_head_net``
+    version ``version``.
 
     The checkpoint comes from a file or from the MLflow registry (``models:/NAME/VERSION``,
     which must hold ``best.pt``). ``version`` defaults to the next free one; an existing
@@ -223,7 +234,7 @@ def export_model(
     from export.parity import check_parity
 
     if kind not in NETWORK_MODEL_NAMES:
-        raise ExportError(f"unknown model kind {kind!r}; expected cxr or brats")
+        raise ExportError(f"unknown model kind {kind!r}; expected cxr, brats or ct_head")
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     use_gpu = format != "python-onnx" if gpu is None else gpu
@@ -268,7 +279,7 @@ def export_model(
             onnx_path = version_dir / "model.onnx"
             with steps.step(f"Exporting ONNX ({model_name})"):
                 export_onnx(model, kind, meta, onnx_path)
-                if kind == "cxr":
+                if kind in ("cxr", "ct_head"):
                     meta["cam_size"] = list(onnx_output_dims(onnx_path)["CAMS"][1:])
             with steps.step("Checking ONNX parity with PyTorch"):
                 try:

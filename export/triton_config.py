@@ -6,6 +6,8 @@ and shapes are the contract with ``model_repository/`` (see ``shared/ARCHITECTUR
 
 - ``cxr_net``: ``IMAGE`` FP32 [1, S, S] → ``LOGITS`` FP32 [L], ``CAMS`` FP32 [L, h, w]
 - ``brats_net``: ``PATCH`` FP32 [4, R, R, R] → ``LOGITS`` FP32 [3, R, R, R]
+- ``ct_head_net``: ``SLICES`` FP32 [C, S, S] (one windowed slice, C = (2k + 1) * 3) →
+  ``LOGITS`` FP32 [6], ``CAMS`` FP32 [6, h, w]
 
 with a leading dynamic batch dimension (``max_batch_size`` > 0).
 """
@@ -22,15 +24,24 @@ from typing import Any, Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-ModelKind = Literal["cxr", "brats"]
+ModelKind = Literal["cxr", "brats", "ct_head"]
 ExportFormat = Literal["onnx", "tensorrt", "python-onnx"]
 
-NETWORK_MODEL_NAMES: dict[str, str] = {"cxr": "cxr_net", "brats": "brats_net"}
+NETWORK_MODEL_NAMES: dict[str, str] = {
+    "cxr": "cxr_net",
+    "brats": "brats_net",
+    "ct_head": "ct_head_net",
+}
 BRATS_OVERLAP = 0.5
 DEFAULT_MAX_QUEUE_DELAY_US = 1000
 CXR_NORMALISATION = (
     "[0,1] MONOCHROME2 image, resized with padding to input_size x input_size, "
     "then (x - mean) / std"
+)
+CT_HEAD_NORMALISATION = (
+    "HU slice resized with air padding to input_size x input_size, then each window "
+    "(name:centre:width) mapped linearly to [0,1] and clipped; context_slices neighbours "
+    "each side stacked as channels (lowest slice first)"
 )
 
 
@@ -42,8 +53,8 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
-def cxr_cam_size(meta: Mapping[str, Any]) -> tuple[int, int]:
-    """Feature map (CAM) height and width of the CXR network for its trained input size.
+def cxr_cam_size(meta: Mapping[str, Any], kind: ModelKind = "cxr") -> tuple[int, int]:
+    """Feature map (CAM) height and width of a CXR or CT head network for its input size.
 
     Uses ``meta["cam_size"]`` when present (export records the traced size there), else
     computes it from the preset's number of dense blocks.
@@ -53,8 +64,14 @@ def cxr_cam_size(meta: Mapping[str, Any]) -> tuple[int, int]:
         return height, width
     from training.networks.cxr import feature_map_size, preset
 
+    if kind == "ct_head":
+        from training.networks.ct_head import build_ct_head_net
+
+        blocks = build_ct_head_net(meta["preset"], int(meta["context"])).num_blocks
+    else:
+        blocks = len(preset(meta["preset"])["block_config"])
     size = int(meta["input_size"])
-    return feature_map_size(size, size, len(preset(meta["preset"])["block_config"]))
+    return feature_map_size(size, size, blocks)
 
 
 def network_io(
@@ -69,6 +86,17 @@ def network_io(
             [TensorSpec("IMAGE", (1, size, size))],
             [TensorSpec("LOGITS", (n_labels,)), TensorSpec("CAMS", (n_labels, cam_h, cam_w))],
         )
+    if kind == "ct_head":
+        from medvision_contract.ct_windows import channels_per_slice
+
+        size = int(meta["input_size"])
+        n_labels = len(meta["labels"])
+        cam_h, cam_w = cxr_cam_size(meta, "ct_head")
+        channels = channels_per_slice(int(meta["context"]), len(meta["windows"]))
+        return (
+            [TensorSpec("SLICES", (channels, size, size))],
+            [TensorSpec("LOGITS", (n_labels,)), TensorSpec("CAMS", (n_labels, cam_h, cam_w))],
+        )
     if kind == "brats":
         roi = int(meta["roi"])
         n_regions = len(meta["regions"])
@@ -76,15 +104,21 @@ def network_io(
             [TensorSpec("PATCH", (4, roi, roi, roi))],
             [TensorSpec("LOGITS", (n_regions, roi, roi, roi))],
         )
-    raise ValueError(f"unknown model kind {kind!r}; expected 'cxr' or 'brats'")
+    raise ValueError(f"unknown model kind {kind!r}; expected 'cxr', 'brats' or 'ct_head'")
 
 
 def _join(values: Sequence[Any]) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _windows(meta: Mapping[str, Any]) -> str:
+    from medvision_contract.ct_windows import format_windows
+
+    return format_windows(tuple((str(n), float(c), float(w)) for n, c, w in meta["windows"]))
+
+
 def _thresholds(kind: ModelKind, meta: Mapping[str, Any]) -> list[float]:
-    if kind == "cxr":
+    if kind in ("cxr", "ct_head"):
         found = meta.get("thresholds")
         return [float(t) for t in found] if found else [0.5] * len(meta["labels"])
     return [float(meta.get("threshold", 0.5))] * len(meta["regions"])
@@ -118,6 +152,17 @@ def network_parameters(
             "threshold_method": str(meta.get("threshold_method", "default 0.5")),
             **common,
         }
+    if kind == "ct_head":
+        return {
+            "labels": _join(meta["labels"]),
+            "input_size": str(int(meta["input_size"])),
+            "context_slices": str(int(meta["context"])),
+            "windows": _windows(meta),
+            "normalisation": CT_HEAD_NORMALISATION,
+            "aggregation": "study probability = max over slices",
+            "threshold_method": str(meta.get("threshold_method") or "default 0.5"),
+            **common,
+        }
     return {
         "regions": _join(meta["regions"]),
         "roi": str(int(meta["roi"])),
@@ -142,7 +187,7 @@ def network_config(
     intra_op_threads: int = 0,
     exported_at: datetime | None = None,
 ) -> str:
-    """``config.pbtxt`` text for the network model ``cxr_net`` or ``brats_net``.
+    """``config.pbtxt`` text for the network model ``cxr_net``, ``brats_net`` or ``ct_head_net``.
 
     ``onnx`` uses the ONNX Runtime backend (on GPU with the TensorRT FP16 accelerator),
     ``tensorrt`` a TensorRT plan (GPU only: ``gpu=False`` raises ``ValueError``) and
@@ -220,6 +265,21 @@ def pre_post_parameters(
                 "std": repr(float(meta["std"])),
             },
             "cxr_postprocess": {
+                "labels": _join(meta["labels"]),
+                "thresholds": _join(_thresholds(kind, meta)),
+                "input_size": size,
+            },
+        }
+    if kind == "ct_head":
+        size = str(int(meta["input_size"]))
+        return {
+            "ct_head_preprocess": {
+                "input_size": size,
+                "context_slices": str(int(meta["context"])),
+                "windows": _windows(meta),
+            },
+            "ct_head_classify": {"batch_size": str(sw_batch_size)},
+            "ct_head_postprocess": {
                 "labels": _join(meta["labels"]),
                 "thresholds": _join(_thresholds(kind, meta)),
                 "input_size": size,

@@ -19,35 +19,40 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from medvision_contract.preprocess import resize
+
+Array = npt.NDArray[Any]
 
 CUBIC_A = -0.75
 FLAT_TOLERANCE = 1e-5
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
+def sigmoid(logits: Array) -> Array:
     """Logistic function, float32, without overflow for large magnitudes."""
     values = np.asarray(logits, dtype=np.float64)
-    return (0.5 * (1.0 + np.tanh(0.5 * values))).astype(np.float32)
+    probabilities: Array = (0.5 * (1.0 + np.tanh(0.5 * values))).astype(np.float32)
+    return probabilities
 
 
-def _cubic_weights(t: np.ndarray) -> np.ndarray:
+def _cubic_weights(t: Array) -> Array:
     """Keys cubic convolution weights [n, 4] for taps at offsets -1, 0, 1, 2 of fraction t."""
     a = CUBIC_A
 
-    def near(x: np.ndarray) -> np.ndarray:  # |x| <= 1
+    def near(x: Array) -> Array:  # |x| <= 1
         return ((a + 2) * x - (a + 3)) * x * x + 1
 
-    def far(x: np.ndarray) -> np.ndarray:  # 1 < |x| < 2
+    def far(x: Array) -> Array:  # 1 < |x| < 2
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
     return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
 
 
-def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+def bicubic_matrix(in_size: int, out_size: int) -> Array:
     """The [out_size, in_size] matrix of torch's 1-D bicubic resize (align_corners=False).
 
     Source coordinate of output i is ``(i + 0.5) * in_size / out_size - 0.5``; taps outside
@@ -64,7 +69,7 @@ def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix
 
 
-def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+def resize_matrix(in_size: int, out_size: int) -> Array:
     """The [out_size, in_size] matrix of ``preprocess.resize`` along one axis.
 
     That resize (block average, then linear interpolation) is linear and separable, so its
@@ -74,7 +79,7 @@ def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
     return resize(impulses, (out_size, in_size)).astype(np.float64)
 
 
-def scale_to_uint8(cam: np.ndarray) -> np.ndarray:
+def scale_to_uint8(cam: Array) -> Array:
     """Min-max scale one [H, W] map to 0..255 uint8 (rounded); a constant map gives 0.
 
     A map counts as constant when its range is at most ``FLAT_TOLERANCE`` times its largest
@@ -86,12 +91,11 @@ def scale_to_uint8(cam: np.ndarray) -> np.ndarray:
         return np.zeros(cam.shape, dtype=np.uint8)
     scaled = cam - np.float32(low)
     scaled *= np.float32(255.0 / (high - low))
-    return np.rint(scaled, out=scaled).astype(np.uint8)
+    rounded: Array = np.rint(scaled, out=scaled).astype(np.uint8)
+    return rounded
 
 
-def geometry_fields(
-    geometry: np.ndarray, size: int
-) -> tuple[tuple[int, int], float, tuple[int, int]]:
+def geometry_fields(geometry: Array, size: int) -> tuple[tuple[int, int], float, tuple[int, int]]:
     """Original shape, scale and padding from a ``cxr_preprocess`` GEOMETRY [5] vector.
 
     The scale is recomputed in double precision as ``size / max(height, width)`` (what
@@ -123,10 +127,10 @@ def longest_side_shape(shape: tuple[int, int], max_side: int) -> tuple[int, int]
 
 def cam_matrices(
     cam_shape: tuple[int, int],
-    geometry: np.ndarray,
+    geometry: Array,
     size: int,
     out_shape: tuple[int, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Array, Array]:
     """Row and column matrices [H, h] and [W, w] taking a CAM to the original image grid.
 
     Each is bicubic upsampling to ``size``, the crop of the padding and the resize to the
@@ -150,7 +154,7 @@ def _float32_matrices(
     geometry: tuple[float, ...],
     size: int,
     out_shape: tuple[int, int] | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Array, Array]:
     """``cam_matrices`` in float32 (rows, transposed columns), cached per image geometry:
     a PACS sends many images of the same few sizes."""
     rows, columns = cam_matrices(cam_shape, np.asarray(geometry), size, out_shape)
@@ -158,11 +162,11 @@ def _float32_matrices(
 
 
 def cams_to_image(
-    cams: np.ndarray,
-    geometry: np.ndarray,
+    cams: Array,
+    geometry: Array,
     size: int,
     out_shape: tuple[int, int] | None = None,
-) -> np.ndarray:
+) -> Array:
     """CAMs [..., h, w] at network resolution to uint8 [..., H, W] on the original image
     grid (or on ``out_shape``), each map min-max scaled on its own."""
     key = tuple(float(v) for v in np.asarray(geometry, dtype=np.float64).reshape(-1))
@@ -175,7 +179,7 @@ def cams_to_image(
     return out.reshape(maps.shape)
 
 
-def parse_floats(text: str, count: int, name: str) -> np.ndarray:
+def parse_floats(text: str, count: int, name: str) -> Array:
     """``count`` comma-separated floats (one value is repeated ``count`` times), float32."""
     values = [float(part) for part in text.split(",") if part.strip()]
     if len(values) == 1:

@@ -18,9 +18,14 @@ sees an interpolated clip edge and padding looks like air in every channel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from medvision_contract.preprocess import resize_with_padding, window
+
+Array = npt.NDArray[Any]
 
 # (name, centre HU, width HU), channel order of every slice.
 CT_HEAD_WINDOWS: tuple[tuple[str, float, float], ...] = (
@@ -40,7 +45,7 @@ def channels_per_slice(context: int, windows: int = len(CT_HEAD_WINDOWS)) -> int
     return (2 * context + 1) * windows
 
 
-def neighbour_indices(n_slices: int, context: int) -> np.ndarray:
+def neighbour_indices(n_slices: int, context: int) -> Array:
     """[n_slices, 2k + 1] slice indices i - k .. i + k per slice, clamped to the volume."""
     if n_slices < 1:
         raise ValueError("a volume needs at least one slice")
@@ -48,7 +53,7 @@ def neighbour_indices(n_slices: int, context: int) -> np.ndarray:
     return np.clip(np.arange(n_slices)[:, None] + offsets[None, :], 0, n_slices - 1)
 
 
-def validate_volume(volume_hu: np.ndarray, spacing_mm: np.ndarray, max_voxels: int) -> None:
+def validate_volume(volume_hu: Array, spacing_mm: Array, max_voxels: int) -> None:
     """Raise ``ValueError`` unless ``volume_hu`` is a non-empty [slices, rows, columns]
     volume of at most ``max_voxels`` and ``spacing_mm`` three finite positive sizes."""
     if volume_hu.ndim != 3 or 0 in volume_hu.shape:
@@ -62,7 +67,7 @@ def validate_volume(volume_hu: np.ndarray, spacing_mm: np.ndarray, max_voxels: i
         raise ValueError(f"SPACING_MM must hold 3 finite positive sizes, got {spacing.tolist()}")
 
 
-def fit_slices(volume_hu: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_slices(volume_hu: Array, size: int) -> tuple[Array, Array]:
     """Every slice fitted into ``size`` x ``size`` (aspect kept, air padding), float32 HU
     [S, size, size], and the geometry [5] ``(height, width, scale, pad_y, pad_x)`` shared by
     all slices: input pixel ``(y, x)`` lands on ``(y * scale + pad_y, x * scale + pad_x)``."""
@@ -77,14 +82,14 @@ def fit_slices(volume_hu: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray
 
 
 def window_slices(
-    slices_hu: np.ndarray,
+    slices_hu: Array,
     windows: tuple[tuple[str, float, float], ...] = CT_HEAD_WINDOWS,
-) -> np.ndarray:
+) -> Array:
     """[S, H, W] HU to [S, len(windows), H, W] float32 in [0, 1], one channel per window."""
     return np.stack([window(slices_hu, centre, width) for _, centre, width in windows], axis=1)
 
 
-def stack_neighbours(windowed: np.ndarray, context: int) -> np.ndarray:
+def stack_neighbours(windowed: Array, context: int) -> Array:
     """[S, C, H, W] to [S, (2k + 1) * C, H, W]: each slice with its k neighbours each side."""
     indices = neighbour_indices(windowed.shape[0], context)
     stacked = windowed[indices]  # [S, 2k + 1, C, H, W]
@@ -92,12 +97,12 @@ def stack_neighbours(windowed: np.ndarray, context: int) -> np.ndarray:
 
 
 def ct_head_input(
-    volume_hu: np.ndarray,
+    volume_hu: Array,
     *,
     size: int,
     context: int = 0,
     windows: tuple[tuple[str, float, float], ...] = CT_HEAD_WINDOWS,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Array, Array]:
     """The network input of a head CT volume [S, H, W] in HU (slices first, in position
     order): float32 [S, (2k + 1) * 3, size, size] in [0, 1], and the geometry [5] of
     :func:`fit_slices`."""

@@ -6,12 +6,15 @@ Triton Python model and in training, and their outputs match exactly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     import pydicom
+
+Array = npt.NDArray[Any]
 
 # (center, width) in Hounsfield units.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -23,7 +26,7 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def apply_modality_lut(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+def apply_modality_lut(pixels: Array, slope: float, intercept: float) -> Array:
     """Stored values to modality values (e.g. HU): ``pixels * slope + intercept`` as a new
     float32 array (``pixels`` is left as it is)."""
     values = pixels.astype(np.float32)  # one full-size array, scaled in place
@@ -34,7 +37,7 @@ def apply_modality_lut(pixels: np.ndarray, slope: float, intercept: float) -> np
     return values
 
 
-def invert_monochrome1(pixels: np.ndarray, bits_stored: int) -> np.ndarray:
+def invert_monochrome1(pixels: Array, bits_stored: int) -> Array:
     """MONOCHROME1 to MONOCHROME2: ``(2**bits_stored - 1) - pixels``, same dtype as the input.
 
     Values are first clipped to ``[0, 2**bits_stored - 1]``.
@@ -43,7 +46,7 @@ def invert_monochrome1(pixels: np.ndarray, bits_stored: int) -> np.ndarray:
     return (max_value - np.clip(pixels, 0, max_value)).astype(pixels.dtype)
 
 
-def window(pixels_hu: np.ndarray, center: float, width: float) -> np.ndarray:
+def window(pixels_hu: Array, center: float, width: float) -> Array:
     """Linear window: ``center - width/2`` maps to 0 and ``center + width/2`` to 1, clipped."""
     if width <= 0:
         raise ValueError(f"window width must be positive, got {width}")
@@ -53,13 +56,13 @@ def window(pixels_hu: np.ndarray, center: float, width: float) -> np.ndarray:
 
 
 def xray_to_float(
-    pixels: np.ndarray,
+    pixels: Array,
     *,
     photometric: str,
     bits_stored: int,
     slope: float = 1.0,
     intercept: float = 0.0,
-) -> np.ndarray:
+) -> Array:
     """Stored X-ray pixels to float32 in [0, 1] where bright is dense (MONOCHROME2 sense).
 
     Applies the modality LUT, scales by the largest value ``bits_stored`` bits can hold
@@ -77,7 +80,7 @@ def xray_to_float(
     return scaled.astype(np.float32)
 
 
-def resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize(image: Array, shape: tuple[int, int]) -> Array:
     """Bilinear resize of a 2-D image to ``shape`` (pixel-area convention), float32.
 
     Shrinking by a factor of 2 or more first averages integer blocks, so downsampling does
@@ -97,7 +100,7 @@ def padding_geometry(shape: tuple[int, ...], size: int) -> tuple[float, tuple[in
     return scale, ((size - new_h) // 2, (size - new_w) // 2)
 
 
-def resize_with_padding(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+def resize_with_padding(image: Array, size: int) -> tuple[Array, float, tuple[int, int]]:
     """Fit a 2-D image into ``size`` x ``size`` keeping its aspect ratio, zero-padded centred.
 
     Returns the float32 image, the scale (output pixels per input pixel) and the
@@ -112,15 +115,15 @@ def resize_with_padding(image: np.ndarray, size: int) -> tuple[np.ndarray, float
 
 
 def undo_resize_with_padding(
-    image: np.ndarray, original_shape: tuple[int, int], scale: float, pad: tuple[int, int]
-) -> np.ndarray:
+    image: Array, original_shape: tuple[int, int], scale: float, pad: tuple[int, int]
+) -> Array:
     """Map a ``size`` x ``size`` map (e.g. a CAM) back onto the original image grid, float32."""
     new_h, new_w = _scaled_shape(original_shape, scale)
     pad_y, pad_x = pad
     return resize(image[pad_y : pad_y + new_h, pad_x : pad_x + new_w], original_shape)
 
 
-def zscore(image: np.ndarray, mean: float, std: float) -> np.ndarray:
+def zscore(image: Array, mean: float, std: float) -> Array:
     """``(image - mean) / std`` as float32; ``std`` must be positive."""
     if std <= 0:
         raise ValueError(f"std must be positive, got {std}")
@@ -129,7 +132,7 @@ def zscore(image: np.ndarray, mean: float, std: float) -> np.ndarray:
     )
 
 
-def brain_zscore(volume: np.ndarray) -> np.ndarray:
+def brain_zscore(volume: Array) -> Array:
     """Per-channel z-score of a [C, ...] volume over its nonzero (brain) voxels, float32.
 
     Background (zero) voxels stay 0. Matches MONAI ``NormalizeIntensity(nonzero=True,
@@ -146,7 +149,7 @@ def brain_zscore(volume: np.ndarray) -> np.ndarray:
     return out
 
 
-def dicom_to_cxr_input(ds: pydicom.Dataset) -> np.ndarray:
+def dicom_to_cxr_input(ds: pydicom.Dataset) -> Array:
     """A single-frame radiograph's pixels as float32 [H, W] in [0, 1], MONOCHROME2 sense.
 
     Uses the stored pixels, Rescale Slope/Intercept, Bits Stored and Photometric
@@ -174,7 +177,7 @@ def _scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
 
 
-def _sample_axis(image: np.ndarray, axis: int, size: int) -> np.ndarray:
+def _sample_axis(image: Array, axis: int, size: int) -> Array:
     """Resample one axis to ``size`` samples: block-average, then linear interpolation."""
     length = image.shape[axis]
     block = max(1, length // size)
@@ -194,4 +197,5 @@ def _sample_axis(image: np.ndarray, axis: int, size: int) -> np.ndarray:
     weight_shape[axis] = size
     weight = weight.reshape(weight_shape)
     below, above = np.take(image, lower, axis=axis), np.take(image, upper, axis=axis)
-    return (below * (1.0 - weight) + above * weight).astype(np.float32)
+    blended: Array = (below * (1.0 - weight) + above * weight).astype(np.float32)
+    return blended

@@ -24,17 +24,28 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from control.triton.server import TritonServer, free_triton_ports
+from medvision_contract.ct_outputs import ct_head_outputs
+from medvision_contract.ct_windows import ct_head_input
 from medvision_contract.preprocess import brain_zscore, undo_resize_with_padding
-from tests.fixtures.triton_repo import MAX_BATCH, copy_repository
+from tests.fixtures.triton_repo import (
+    CT_CONTEXT,
+    CT_SIZE,
+    MAX_BATCH,
+    add_ct_head_net,
+    copy_repository,
+)
 from tests.fixtures.triton_repo import network_model as _network_model
 from tests.fixtures.triton_repo import set_parameters as _set_parameters
 from tests.model_repository.helpers import load_model_module, reference_cam_uint8
+from training.data.synth_ct import CtSynthConfig, render_ct_study
 from training.networks.brats import build_brats_net
+from training.networks.ct_head import build_ct_head_net
 from training.networks.cxr import CamWrapper, CxrNet, build_cxr_net
 from training.regions import region_volumes_ml, regions_to_labels
 
 SIZE, MEAN, STD, ROI, SW_BATCH = 64, 0.45, 0.27, 16, 3
 THRESHOLDS = [0.3 + 0.02 * k for k in range(14)]
+CT_THRESHOLDS = [0.45, 0.5, 0.5, 0.5, 0.5, 0.5]
 MAX_PIXELS = 1_000_000
 pixels_module = load_model_module("cxr_preprocess", "cxr_pixels")
 
@@ -51,10 +62,22 @@ def networks() -> tuple[CxrNet, torch.nn.Module]:
 
 
 @pytest.fixture(scope="module")
+def ct_net() -> CxrNet:
+    torch.manual_seed(1)
+    return build_ct_head_net("tiny", CT_CONTEXT).eval()
+
+
+@pytest.fixture(scope="module")
 def client(
-    networks: tuple[CxrNet, torch.nn.Module], tmp_path_factory: pytest.TempPathFactory
+    networks: tuple[CxrNet, torch.nn.Module],
+    ct_net: CxrNet,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[InferenceServerClient]:
     repository = copy_repository(tmp_path_factory.mktemp("triton") / "model_repository")
+    add_ct_head_net(repository, ct_net)
+    _set_parameters(
+        repository / "ct_head_postprocess", thresholds=",".join(map(str, CT_THRESHOLDS))
+    )
     cxr, brats = networks
     cam_size = cxr.forward_with_cam(torch.zeros(1, 1, SIZE, SIZE))[1].shape[-2:]
     _network_model(
@@ -276,3 +299,90 @@ def test_network_errors_reach_the_caller_through_bls(client: InferenceServerClie
     small = brain_zscore(_brain_volume((16, 16, 16), seed=8))
     result = _infer(client, "brats_segment_oversized", {"VOLUME_NORM": (small, "FP32")})
     assert result["PROBABILITIES"].shape == (3, 16, 16, 16)
+
+
+CT_CONTRACT = {
+    "inputs": {"VOLUME": ("INT16", [-1, -1, -1]), "SPACING_MM": ("FP32", [3])},
+    "outputs": {
+        "SLICE_PROBABILITIES": ("FP32", [-1, 6]),
+        "PROBABILITIES": ("FP32", [6]),
+        "POSITIVE": ("BOOL", [6]),
+        "HEATMAP": ("UINT8", [-1, -1, -1]),
+    },
+}
+
+
+def _head_ct(rows: int, columns: int) -> np.ndarray:
+    """A synthetic head CT volume [S, rows, columns] in HU (int16) with a subdural bleed."""
+    rng = np.random.default_rng(3)
+    volume, _masks = render_ct_study(
+        rng, CtSynthConfig(size=64, min_slices=6, max_slices=6), ("subdural",), 1.0
+    )
+    return np.rint(volume[:, :rows, :columns]).astype(np.int16)
+
+
+def test_ct_head_ensemble_has_the_architecture_contract(client: InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("ct_head")
+    found = {
+        "inputs": {t.name: (t.datatype, list(t.shape)) for t in metadata.inputs},
+        "outputs": {t.name: (t.datatype, list(t.shape)) for t in metadata.outputs},
+    }
+    assert found == CT_CONTRACT
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(64, 64), (40, 64)], ids=["square", "wide"])
+def test_ct_head_matches_the_pytorch_pipeline(
+    client: InferenceServerClient, ct_net: CxrNet, rows: int, columns: int
+) -> None:
+    """Triton's ct_head equals numpy preprocessing + the PyTorch network + numpy outputs."""
+    volume = _head_ct(rows, columns)
+    spacing = np.array([5.0, 0.45, 0.45], dtype=np.float32)
+    result = _infer(
+        client, "ct_head", {"VOLUME": (volume, "INT16"), "SPACING_MM": (spacing, "FP32")}
+    )
+    slices, geometry = ct_head_input(volume, size=CT_SIZE, context=CT_CONTEXT)
+    with torch.no_grad():
+        logits, cams = ct_net.forward_with_cam(torch.from_numpy(slices))
+    expected = ct_head_outputs(
+        logits.numpy(),
+        cams.numpy(),
+        geometry,
+        thresholds=np.array(CT_THRESHOLDS, np.float32),
+        input_size=CT_SIZE,
+        cam_max_side=256,
+    )
+    n = volume.shape[0]
+    assert {k: (v.dtype, v.shape) for k, v in result.items()} == {
+        "SLICE_PROBABILITIES": (np.float32, (n, 6)),
+        "PROBABILITIES": (np.float32, (6,)),
+        "POSITIVE": (np.bool_, (6,)),
+        "HEATMAP": (np.uint8, (n, round(256 * rows / columns), 256)),
+    }
+    np.testing.assert_allclose(
+        result["SLICE_PROBABILITIES"], expected["SLICE_PROBABILITIES"], atol=1e-5
+    )
+    np.testing.assert_allclose(result["PROBABILITIES"], result["SLICE_PROBABILITIES"].max(axis=0))
+    np.testing.assert_array_equal(result["POSITIVE"], expected["POSITIVE"])
+    assert np.abs(result["HEATMAP"].astype(int) - expected["HEATMAP"].astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("volume", "spacing", "message"),
+    [
+        (np.zeros((32, 32), dtype=np.int16), [1.0, 1.0, 1.0], "shape"),
+        (np.zeros((2, 32, 32), dtype=np.int16), [1.0, 0.0, 1.0], "SPACING_MM"),
+    ],
+    ids=["rank-2", "zero-spacing"],
+)
+def test_ct_head_bad_input_is_an_error_and_the_model_keeps_serving(
+    client: InferenceServerClient, volume: np.ndarray, spacing: list[float], message: str
+) -> None:
+    inputs = {"VOLUME": (volume, "INT16"), "SPACING_MM": (np.array(spacing, np.float32), "FP32")}
+    with pytest.raises(InferenceServerException, match=message):
+        _infer(client, "ct_head", inputs)
+    good = _infer(
+        client,
+        "ct_head",
+        {"VOLUME": (_head_ct(64, 64), "INT16"), "SPACING_MM": (np.ones(3, np.float32), "FP32")},
+    )
+    assert good["HEATMAP"].shape == (6, 256, 256)

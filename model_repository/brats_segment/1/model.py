@@ -18,11 +18,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.triton import parameter
-
-
-class NetworkError(RuntimeError):
-    """The network model answered a window batch with an error."""
+from medvision_contract.triton import NetworkError, call_model, parameter
 
 
 class TritonPythonModel:
@@ -54,16 +50,7 @@ class TritonPythonModel:
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         """Logits [n, 3, *roi] of a window batch [n, 4, *roi] from the network model."""
-        request = pb_utils.InferenceRequest(
-            model_name=self.model_name,
-            requested_output_names=["LOGITS"],
-            inputs=[pb_utils.Tensor("PATCH", np.ascontiguousarray(batch, dtype=np.float32))],
-            preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
-        )
-        response = request.exec()
-        if response.has_error():
-            raise NetworkError(f"{self.model_name}: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, "LOGITS").as_numpy()
+        return call_model(pb_utils, self.model_name, {"PATCH": batch}, ["LOGITS"])["LOGITS"]
 
     def _respond(self, request: Any) -> Any:
         try:
