@@ -25,6 +25,7 @@ from tests.deploy.conftest import (
     named,
     pod_specs,
     promql_metric_names,
+    split_manifests,
 )
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
@@ -535,3 +536,26 @@ def test_schema_refuses_to_render_without_a_database(helm, chart):
     values = _without(load_values("default"), "database", "url")
     with pytest.raises(helm.HelmError):
         chart.render(values, name="mv", namespace=NAMESPACE, is_install=True)
+
+
+def test_optional_components_switch_off_cleanly(chart):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    values = load_values("default")
+    values.update(
+        dicom={"enabled": False},
+        triton={"enabled": False},
+        migrations={"enabled": False},
+        autoscaling={"engine": "keda"},
+    )
+    rendered = chart.render(values, name="medvision", namespace=NAMESPACE, is_install=True)
+    docs = split_manifests(rendered)
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert ("Deployment", "medvision-api") in names and ("Deployment", "medvision-worker") in names
+    assert not [name for kind, name in names if "triton" in name or "dicom" in name]
+    assert [doc["metadata"]["name"] for doc in by_kind(docs, "ScaledObject")] == [
+        "medvision-worker"
+    ]
+    for doc in docs:
+        if doc["kind"] not in CRD_KINDS:
+            manifest = {key: value for key, value in doc.items() if key != "_template"}
+            kubernetes_validate.validate(manifest, "1.30.0", strict=True)

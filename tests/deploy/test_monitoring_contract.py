@@ -13,6 +13,7 @@ import yaml
 from tests.deploy.conftest import (
     CONTRACT_METRICS,
     DASHBOARDS,
+    REPO,
     RULES_FILE,
     base_metric,
     promql_metric_names,
@@ -141,3 +142,17 @@ def test_promtool_checks_the_rules_file():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(STABLE_ALERTS)} rules found" in result.stdout
+
+
+def test_deploying_guide_covers_every_alert_and_topic():
+    guide = (REPO / "docs" / "deploying.md").read_text()
+    for heading in (
+        "## One machine: Docker Compose",
+        "## Kubernetes: the Helm chart",
+        "### GPU nodes",
+        "### Scaling knobs",
+        "## What to watch",
+    ):
+        assert heading in guide, heading
+    missing = {name for name in STABLE_ALERTS if f"`{name}`" not in guide}
+    assert not missing
