@@ -32,6 +32,7 @@ from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
 from control.domain.cases.controllers import CaseController
+from control.domain.dicomweb.controllers import DicomwebController
 from control.domain.exports.controllers import ExportController
 from control.domain.findings.controllers import FindingController
 from control.domain.models.controllers import ModelController, ModelDriftController
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ModelController,
             ModelDriftController,
             ViewerController,
+            DicomwebController,
             assets_router(),
             *([metrics_handler(settings.metrics_public)] if settings.metrics_enabled else []),
             # The UI: GET paths that no API route above claims (see control.http.spa).

@@ -87,6 +87,29 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/audit"): frozenset({ADMIN}),
     ("GET", "/api/audit/verify"): frozenset({ADMIN}),
     ("GET", "/api/models"): ALL_ROLES,
+    # DICOMweb (control.domain.dicomweb): integrations and admins store; readers search and
+    # retrieve (radiologists only studies whose case they may see).
+    ("POST", "/dicomweb/studies"): frozenset({ADMIN, INTEGRATION}),
+    ("POST", "/dicomweb/studies/{study:str}"): frozenset({ADMIN, INTEGRATION}),
+    **{
+        ("GET", f"/dicomweb/studies{path}"): frozenset({ADMIN, RADIOLOGIST, INTEGRATION})
+        for path in (
+            "",
+            "/{study:str}",
+            "/{study:str}/metadata",
+            "/{study:str}/series",
+            "/{study:str}/instances",
+            "/{study:str}/series/{series:str}",
+            "/{study:str}/series/{series:str}/metadata",
+            "/{study:str}/series/{series:str}/instances",
+            "/{study:str}/series/{series:str}/instances/{instance:str}",
+            "/{study:str}/series/{series:str}/instances/{instance:str}/metadata",
+            "/{study:str}/series/{series:str}/instances/{instance:str}/rendered",
+            "/{study:str}/series/{series:str}/instances/{instance:str}/frames/{frames:str}",
+            "/{study:str}/series/{series:str}/instances/{instance:str}/frames/{frames:str}"
+            "/rendered",
+        )
+    },
     ("GET", "/api/models/{name:str}/drift"): frozenset({ADMIN, MLOPS}),
 }
 
