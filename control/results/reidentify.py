@@ -24,9 +24,10 @@ from control.results.records import ReidRecord
 
 __all__ = ["PATIENT_STUDY_KEYWORDS", "reidentify"]
 
-#: Attributes taken from the record (set when the original had them, removed when it did
-#: not: a pseudonymous value must not go out beside the original patient). Study Instance
-#: UID is restored through the UID map like every other UID.
+#: Attributes taken from the record (set when the original had them, emptied when it did
+#: not: a pseudonymous value must not go out beside the original patient, and most of them
+#: are Type 2, present even when empty). Study Instance UID is restored through the UID map
+#: like every other UID.
 PATIENT_STUDY_KEYWORDS = (
     "PatientID",
     "IssuerOfPatientID",
@@ -52,7 +53,7 @@ def reidentify(ds: pydicom.Dataset, record: ReidRecord) -> pydicom.Dataset:
 
     Promises: ``ds`` is not changed; in the copy every UI value (top level and inside
     sequences, file meta included) found in ``record.uid_map`` is replaced by its original;
-    :data:`PATIENT_STUDY_KEYWORDS` take the record's values (removed when the record has
+    :data:`PATIENT_STUDY_KEYWORDS` take the record's values (emptied when the record has
     none); PatientIdentityRemoved is ``NO`` and the de-identification method attributes are
     gone. No other attribute changes.
     """
@@ -66,7 +67,7 @@ def reidentify(ds: pydicom.Dataset, record: ReidRecord) -> pydicom.Dataset:
         if original:
             setattr(out, keyword, original)
         elif keyword in out:
-            delattr(out, keyword)
+            out[keyword].value = out[keyword].empty_value
     if "PatientIdentityRemoved" in out:
         out.PatientIdentityRemoved = "NO"
     for keyword in _DEIDENTIFICATION_MARKS:

@@ -25,6 +25,7 @@ from pynetdicom import AE, StoragePresentationContexts
 
 from control.config import Settings
 from tests.conftest import SECRET
+from tests.control.results import dciodvfy_lines
 from tests.e2e.test_inference_review import (  # noqa: F401  (shared fixtures)
     running_worker,
     triton,
@@ -143,6 +144,13 @@ def pacs_objects(pacs: Orthanc, study_uid: str) -> dict[str, pydicom.Dataset]:
     return objects
 
 
+def assert_valid(ds: pydicom.Dataset, path: Path) -> None:
+    """dciodvfy finds no error in the object as the PACS stored it."""
+    ds.save_as(path, enforce_file_format=True)
+    errors = [line for line in dciodvfy_lines(path) if line.startswith("Error")]
+    assert errors == [], errors
+
+
 def assert_filed_under_the_patient(ds: pydicom.Dataset, study_uid: str) -> None:
     assert ds.StudyInstanceUID == study_uid
     assert ds.PatientID == PATIENT["PatientID"]
@@ -152,7 +160,9 @@ def assert_filed_under_the_patient(ds: pydicom.Dataset, study_uid: str) -> None:
 
 
 @pytest.mark.usefixtures("running_worker")
-async def test_chest_xray_sr_reaches_both_pacs_under_the_original_study(client, accounts, pacs):
+async def test_chest_xray_sr_reaches_both_pacs_under_the_original_study(
+    client, accounts, pacs, tmp_path
+):
     pacs1, rad1 = accounts["pacs1"], accounts["rad1"]
     study_uid = generate_uid()
     chest = chest_dx(128, seed=5, study_uid=study_uid, patient_id=PATIENT["PatientID"])
@@ -172,6 +182,7 @@ async def test_chest_xray_sr_reaches_both_pacs_under_the_original_study(client, 
         sr = filed[sop_uid]
         assert sr.Modality == "SR" and sr.VerificationFlag == "VERIFIED"
         assert_filed_under_the_patient(sr, study_uid)
+        assert_valid(sr, tmp_path / f"sr-{peer.aet}.dcm")
         [evidence] = sr.CurrentRequestedProcedureEvidenceSequence
         [series] = evidence.ReferencedSeriesSequence
         assert series.SeriesInstanceUID == original.SeriesInstanceUID
@@ -181,7 +192,9 @@ async def test_chest_xray_sr_reaches_both_pacs_under_the_original_study(client, 
 
 
 @pytest.mark.usefixtures("running_worker")
-async def test_brain_mri_seg_and_sr_reach_the_pacs_under_the_original_study(client, accounts, pacs):
+async def test_brain_mri_seg_and_sr_reach_the_pacs_under_the_original_study(
+    client, accounts, pacs, tmp_path
+):
     pacs1, rad1 = accounts["pacs1"], accounts["rad1"]
     study_uid = generate_uid()
     study = {kind: identified(series) for kind, series in brats_phantom_study(study_uid).items()}
@@ -203,8 +216,9 @@ async def test_brain_mri_seg_and_sr_reach_the_pacs_under_the_original_study(clie
     for peer in pacs:
         filed = pacs_objects(peer, study_uid)
         seg_ds, sr_ds = filed[by_kind["seg"]], filed[by_kind["sr"]]
-        for ds in (seg_ds, sr_ds):
+        for name, ds in (("seg", seg_ds), ("sr", sr_ds)):
             assert_filed_under_the_patient(ds, study_uid)
+            assert_valid(ds, tmp_path / f"{name}-{peer.aet}.dcm")
         seg = hd.seg.Segmentation.from_dataset(seg_ds)
         assert seg.number_of_segments == 3
         # The SEG stands on the original FLAIR series and its frame of reference.
