@@ -49,13 +49,15 @@ def invoke(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """Train tiny CXR and BraTS models on synthetic data, export them, serve them."""
+    """Train tiny CXR, BraTS and CT head models on synthetic data, export them, serve them."""
     root = tmp_path_factory.mktemp("e2e")
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("MEDVISION_DATA_DIR", str(root / "var"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     repository = root / "model_repository"
-    shutil.copytree(REPOSITORY, repository, ignore=shutil.ignore_patterns("cxr_net", "brats_net"))
+    shutil.copytree(
+        REPOSITORY, repository, ignore=shutil.ignore_patterns("cxr_net", "brats_net", "ct_head_net")
+    )
     invoke("data", "synth", "cxr", "--out", str(root / "cxr"), "--n", "80", "--size", "64")
     invoke(
         "train", "cxr", "--data", str(root / "cxr"), "--preset", "tiny", "--size", "64",
@@ -66,7 +68,12 @@ def served(tmp_path_factory):
         "train", "brats", "--data", str(root / "brats"), "--preset", "tiny", "--roi", "16",
         "--epochs", "1", "--batch-size", "2", "--out", str(root / "brats-run"),
     )  # fmt: skip
-    for kind in ("cxr", "brats"):
+    invoke("data", "synth", "ct", "--out", str(root / "ct"), "--n", "8", "--slices", "6-8")
+    invoke(
+        "train", "ct_head", "--data", str(root / "ct"), "--preset", "tiny", "--size", "32",
+        "--epochs", "1", "--batch-size", "16", "--out", str(root / "ct_head-run"),
+    )  # fmt: skip
+    for kind in ("cxr", "brats", "ct_head"):
         invoke(
             "export", kind, "--checkpoint", str(root / f"{kind}-run" / "best.pt"),
             "--repository", str(repository), "--format", "python-onnx",
@@ -107,6 +114,26 @@ async def test_cxr_from_a_trained_checkpoint_matches_pytorch(served):
     assert result["CAM"].shape == (14, *pixels.shape)
     assert result["CAM"].dtype == np.uint8
     assert parameters["synthetic_data"] == "true"
+
+
+async def test_ct_head_from_a_trained_checkpoint_names_its_training_run(served):
+    """A locally exported checkpoint's config names the MLflow run it was trained in."""
+    root, server = served
+    volume = np.full((7, 40, 48), -1000, dtype=np.int16)
+    volume[:, 5:35, 6:42] = 35
+    async with TritonClient(server.url_grpc) as client:
+        result = await client.infer(
+            "ct_head",
+            {"VOLUME": volume, "SPACING_MM": np.array([5.0, 0.5, 0.5], dtype=np.float32)},
+            ["SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP"],
+        )
+        parameters = await client.model_parameters("ct_head_net")
+    assert result["SLICE_PROBABILITIES"].shape == (7, 6)
+    np.testing.assert_allclose(result["PROBABILITIES"], result["SLICE_PROBABILITIES"].max(0))
+    assert result["HEATMAP"].shape == (7, 213, 256) and result["HEATMAP"].dtype == np.uint8
+    meta = torch.load(root / "ct_head-run" / "best.pt", weights_only=True)["meta"]
+    assert parameters["training_run_id"] == meta["training_run_id"] != ""
+    assert mlflow.get_run(meta["training_run_id"]).info.run_name.startswith("ct_head-")
 
 
 async def test_brats_from_a_trained_checkpoint(served):
