@@ -25,6 +25,7 @@ COPY pyproject.toml README.md ./
 COPY control ./control
 COPY training ./training
 COPY export ./export
+COPY medvision_contract ./medvision_contract
 # The base distribution only. The second command is the image's own proof that no torch
 # came along (the CLI imports training/export lazily; their heavy deps are extras).
 RUN /opt/venv/bin/pip install . \

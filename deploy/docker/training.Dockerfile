@@ -22,6 +22,7 @@ COPY pyproject.toml README.md ./
 COPY control ./control
 COPY training ./training
 COPY export ./export
+COPY medvision_contract ./medvision_contract
 RUN /opt/venv/bin/pip install ".[training,export]"
 
 FROM python:3.11.11-slim-bookworm AS runtime

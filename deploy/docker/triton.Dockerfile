@@ -20,9 +20,9 @@ RUN python3 -m pip install --target /opt/medvision/site-packages \
 # --- 2. runtime -----------------------------------------------------------------------------
 FROM nvcr.io/nvidia/tritonserver:24.10-py3 AS runtime
 COPY --from=python /opt/medvision/site-packages /opt/medvision/site-packages
-# The numpy-only contract modules the Python models import (labels, regions, preprocessing).
-COPY training/__init__.py training/labels.py training/regions.py /opt/medvision/lib/training/
-COPY training/data/__init__.py training/data/preprocess.py /opt/medvision/lib/training/data/
+# The numpy-only contract package the Python models import (labels, regions, preprocessing,
+# CT windows, CAM mapping, Triton parameters and BLS calls).
+COPY medvision_contract /opt/medvision/lib/medvision_contract
 COPY model_repository /opt/medvision/model_repository
 COPY deploy/docker/triton-entrypoint.sh /opt/medvision/bin/triton-entrypoint.sh
 COPY deploy/docker/fetch_models.py /opt/medvision/bin/fetch_models.py

@@ -5,12 +5,14 @@ references services, settings and files that exist."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +176,7 @@ def test_build_context_leaves_out_state_and_weights():
         "web/node_modules/x",
         "model_repository/cxr_net/config.pbtxt",
         "model_repository/cxr_net/1/model.onnx",
+        "model_repository/ct_head_net/1/model.onnx",
         "model_repository/brats_net/1/model.plan",
     ):
         assert ignored(path, patterns), path
@@ -231,9 +234,63 @@ def test_triton_image_is_nvidias_with_numpy_below_2_and_no_weights():
     sources = [source for stage in stages for source in copy_sources(stage)]
     assert "model_repository" in sources
     assert not [source for source in sources if source.endswith((".onnx", ".plan"))]
-    assert {"training/labels.py", "training/regions.py", "training/data/preprocess.py"} <= set(
-        sources
-    )
+
+
+def _python_model_imports() -> set[str]:
+    """Top-level modules the committed Triton Python models import (their own sibling files,
+    which travel with the model folder, left out)."""
+    modules = set()
+    paths = list((REPO / "model_repository").glob("*/1/*.py"))
+    siblings = {path.stem for path in paths}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    return modules - siblings
+
+
+def test_triton_image_provides_what_the_python_models_import():
+    stages = parse_dockerfile(DEPLOY / "docker" / "triton.Dockerfile")
+    instructions = [(keyword, rest) for stage in stages for keyword, rest in stage.instructions]
+    installed = {
+        match.lower()
+        for keyword, rest in instructions
+        if keyword == "RUN" and "pip install" in rest
+        for match in re.findall(r'"([A-Za-z0-9_.-]+)[=<>]', rest)
+    }
+    copied = {
+        rest.split()[-1].rstrip("/").rsplit("/", 1)[-1]
+        for keyword, rest in instructions
+        if keyword == "COPY" and "/opt/medvision/lib/" in rest
+    }
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "PYTHONPATH=/opt/medvision/lib" in env
+    provided_by_triton = {"triton_python_backend_utils"}
+    imports = _python_model_imports()
+    assert {"numpy", "medvision_contract"} <= imports
+    missing = {
+        module
+        for module in imports - set(sys.stdlib_module_names) - provided_by_triton
+        if module not in installed and module not in copied
+    }
+    assert not missing, f"the Triton image lacks {missing}"
+
+
+def _distribution_packages() -> set[str]:
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    return {pattern.rstrip("*") for pattern in found["find"]["include"]}
+
+
+@pytest.mark.parametrize("name", ["control.Dockerfile", "training.Dockerfile"])
+def test_python_images_copy_every_package_of_the_distribution(name):
+    stages = parse_dockerfile(DEPLOY / "docker" / name)
+    sources = {source.rstrip("/") for stage in stages for source in copy_sources(stage)}
+    packages = _distribution_packages()
+    assert {"control", "medvision_contract"} <= packages
+    assert packages <= sources, f"{name}: pip install . would miss {packages - sources}"
+    assert {"pyproject.toml", "README.md"} <= sources
 
 
 def test_training_image_has_a_cuda_and_a_cpu_variant():
