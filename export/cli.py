@@ -41,6 +41,12 @@ InstancesOption = typer.Option(1, "--instance-count", help="model instances per 
 ParityDicomOption = typer.Option(
     None, "--parity-dicom", help="radiograph DICOM also used for the parity check (cxr)"
 )
+DriftDicomOption = typer.Option(
+    None,
+    "--drift-dicom",
+    help="validation radiograph DICOM (repeatable) whose outputs and input statistics "
+    "become the version's drift reference, drift_reference.json (cxr)",
+)
 
 
 def _run(
@@ -56,6 +62,7 @@ def _run(
     max_batch_size: int,
     instance_count: int,
     parity_dicom: list[Path] | None = None,
+    drift_dicom: list[Path] | None = None,
 ) -> None:
     from export.repository import FORMATS, ExportError, export_model
 
@@ -71,12 +78,20 @@ def _run(
                 raise ExportError("--parity-dicom needs --checkpoint")
             _model, meta = load_network(kind, checkpoint)
             real_inputs = [cxr_input_from_dicom(path, meta) for path in parity_dicom]
+        drift_samples = None
+        if drift_dicom:
+            from export.drift_reference import cxr_validation_samples
+            from export.onnx_export import load_network
+
+            if checkpoint is None:
+                raise ExportError("--drift-dicom needs --checkpoint")
+            drift_samples = cxr_validation_samples(*load_network(kind, checkpoint), drift_dicom)
         result = export_model(
             kind, checkpoint=checkpoint, mlflow_model=mlflow_model, repository=repository,
             format=format,  # type: ignore[arg-type]
             version=version, force=force, register=register, gpu=gpu,
             max_batch_size=max_batch_size, instance_count=instance_count,
-            real_inputs=real_inputs,
+            real_inputs=real_inputs, drift_samples=drift_samples,
         )  # fmt: skip
     except (ExportError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
@@ -111,11 +126,12 @@ def cxr(
     max_batch_size: int = MaxBatchOption,
     instance_count: int = InstancesOption,
     parity_dicom: list[Path] | None = ParityDicomOption,
+    drift_dicom: list[Path] | None = DriftDicomOption,
 ) -> None:
     """Export the chest X-ray classifier as cxr_net (IMAGE → LOGITS, CAMS)."""
     _run(
         "cxr", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
-        max_batch_size, instance_count, parity_dicom,
+        max_batch_size, instance_count, parity_dicom, drift_dicom,
     )  # fmt: skip
 
 

@@ -160,3 +160,45 @@ def read_reference(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return None
     return data
+
+
+def radiograph_values(dataset: Any) -> npt.NDArray[np.uint16]:
+    """A radiograph's first frame after the modality LUT as UINT16, as the control plane
+    sends it to Triton (and so as its input statistics are computed at run time)."""
+    from pydicom.pixels.processing import apply_modality_lut
+
+    pixels = dataset.pixel_array
+    if pixels.ndim == 3:
+        pixels = pixels[0]
+    values = apply_modality_lut(pixels, dataset)
+    clipped: npt.NDArray[np.uint16] = np.clip(np.rint(values), 0, 65535).astype(np.uint16)
+    return clipped
+
+
+def cxr_validation_samples(
+    model: Any, meta: Mapping[str, Any], paths: Sequence[Path]
+) -> list[dict[str, float]]:
+    """Feature dicts of validation radiographs (DICOM files) run through the exported network.
+
+    Probabilities are the sigmoid of the network's logits, as ``cxr_postprocess`` computes
+    them; inputs are preprocessed the training way (:func:`export.parity.cxr_input_from_dicom`)
+    and their statistics taken on the stored values the control plane would send.
+    """
+    import pydicom
+    import torch
+
+    from export.onnx_export import export_module
+    from export.parity import cxr_input_from_dicom
+
+    module = export_module(model, "cxr").eval()
+    labels = [str(label) for label in meta["labels"]]
+    samples = []
+    for path in paths:
+        values = radiograph_values(pydicom.dcmread(path))
+        with torch.no_grad():
+            outputs = module(torch.from_numpy(cxr_input_from_dicom(path, meta)[None]))
+        logits = outputs[0] if isinstance(outputs, tuple | list) else outputs
+        probabilities = torch.sigmoid(logits[0]).cpu().numpy()
+        features = output_features(dict(zip(labels, probabilities.tolist(), strict=True)))
+        samples.append({**features, **input_statistics(values)})
+    return samples

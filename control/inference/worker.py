@@ -332,8 +332,14 @@ def _finding(case_id: uuid.UUID, job_id: uuid.UUID, draft: FindingDraft) -> Find
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """A standalone worker process's main loop (``medvision worker``)."""
     from control.db.engine import create_engine, create_session_factory
+    from control.observability.endpoint import serve_process_metrics
+    from control.observability.tracing import configure_tracing
     from control.storage import build_store
 
+    # Its own metrics port and traces (docs/monitoring.md): the API's /metrics is elsewhere.
+    if settings.worker_metrics_port:
+        serve_process_metrics(settings.worker_metrics_port)
+    configure_tracing("medvision-worker")
     engine = create_engine(settings)
     try:
         worker = Worker(settings, create_session_factory(engine), build_store(settings))

@@ -52,3 +52,15 @@ def metrics_handler(public: bool) -> HTTPRouteHandler:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+def serve_process_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """Expose this process's metrics on ``host:port`` from a background thread (the
+    standalone worker, which has no HTTP server: ``MEDVISION_WORKER_METRICS_PORT``).
+
+    Only process metrics (job durations and attempts, Triton latency): the database-derived
+    ones come from the API's ``/metrics``, so that each series has one source.
+    """
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=process_registry())

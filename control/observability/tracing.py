@@ -126,9 +126,19 @@ def context_from_headers(headers: Mapping[str, str]) -> otel_context.Context:
 
 
 def grpc_trace_headers() -> dict[str, str]:
-    """gRPC metadata carrying the current span's context (empty when there is none)."""
+    """gRPC metadata carrying the current span's context (empty when there is none).
+
+    The trace flags keep only the ``sampled`` bit: opentelemetry-python sets W3C Trace
+    Context level 2's ``random-trace-id`` bit too (flags ``03``), and the OpenTelemetry C++
+    propagator inside Triton 2.51 refuses such a ``traceparent`` and starts a trace of its
+    own (seen in tests/observability/test_tracing.py against a real tritonserver).
+    """
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
+    traceparent = carrier.get("traceparent")
+    if traceparent:
+        flags = int(traceparent[-2:], 16) & 0x01
+        carrier["traceparent"] = f"{traceparent[:-2]}{flags:02x}"
     return carrier
 
 

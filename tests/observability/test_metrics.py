@@ -3,6 +3,9 @@ from the database (queue, findings, decisions, sign-off turnaround, audit chain)
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -125,3 +128,46 @@ async def test_metrics_can_be_switched_off(settings: Settings) -> None:
     off = create_app(settings.model_copy(update={"metrics_enabled": False}))
     async with AsyncTestClient(app=off) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+def test_the_standalone_worker_serves_its_process_metrics() -> None:
+    from control.observability.endpoint import serve_process_metrics
+    from control.observability.metrics import JOB_ATTEMPTS
+    from control.triton.server import find_free_port
+
+    JOB_ATTEMPTS.labels("cxr", "done").inc(0)
+    port = find_free_port()
+    serve_process_metrics(port, host="127.0.0.1")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert {"medvision_job_attempts_total", "medvision_job_duration_seconds"} <= exposed_names(text)
+    # The database-derived series come from the API only: one source per series.
+    assert "medvision_jobs_queue_depth" not in exposed_names(text)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_signoff_turnaround_is_derived_from_signed_cases(app, client, accounts) -> None:
+    from datetime import timedelta
+
+    from control.db.models import Case, CaseStatus
+
+    case_id = await upload_chest(client, accounts["admin1"])
+    async with app.state.session_factory() as session:
+        case = await session.get(Case, uuid.UUID(case_id))
+        case.status = CaseStatus.SIGNED_OFF
+        case.pipeline = "cxr"
+        case.signed_off_at = case.created_at + timedelta(minutes=10)
+        await session.commit()
+    await app.state.db_metrics.refresh(force=True)
+    samples = parse_exposition(await _metrics(client))
+    buckets = {
+        ls["le"]: v
+        for ls, v in samples["medvision_signoff_turnaround_seconds_bucket"]
+        if ls["pipeline"] == "cxr"
+    }
+    assert buckets["300.0"] == 0 and buckets["900.0"] == 1 and buckets["+Inf"] == 1
+    total = [
+        v
+        for ls, v in samples["medvision_signoff_turnaround_seconds_sum"]
+        if ls["pipeline"] == "cxr"
+    ]
+    assert total == [pytest.approx(600, abs=1)]

@@ -1,14 +1,19 @@
 """One trace from an upload to stored findings, recorded with the SDK's in-memory exporter.
 
-The upload goes through the real app (HTTP span, ingest, audit, the queued job keeps the
-trace context); a real :class:`~control.worker.Worker` claims the job and runs the real
-:class:`TritonClient` code down to its gRPC stub, which is replaced by a recorder of the
-metadata it is given (no Triton server here: the ``traceparent`` it would receive is checked
-instead).
+The upload goes through the real app (HTTP span, ingest, audit; the queued job keeps the
+trace context); a real :class:`~control.inference.worker.Worker` claims the job and runs the
+real :class:`TritonClient`. In the first test its gRPC stub is a recorder of the metadata it
+is given (runs everywhere); in the second a real ``tritonserver`` (tiny test networks) with
+``--trace-config mode=opentelemetry`` exports its own spans to a small OTLP/HTTP receiver,
+and its ``InferRequest`` span must be the child of the worker's Triton client span.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -135,4 +140,104 @@ async def test_one_trace_from_upload_to_stored_findings(app, client, accounts, s
     trace_id = format(infer.context.trace_id, "032x")
     span_id = format(infer.context.span_id, "016x")
     assert len(grpc.headers) == 1 and grpc.headers[0] is not None
-    assert grpc.headers[0]["traceparent"].startswith(f"00-{trace_id}-{span_id}-")
+    assert grpc.headers[0]["traceparent"] == f"00-{trace_id}-{span_id}-01"
+
+
+class OtlpJsonReceiver:
+    """A minimal OTLP/HTTP receiver (Triton exports JSON to ``/v1/traces``) keeping spans."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.spans: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                for resource in json.loads(body).get("resourceSpans", []):
+                    for scope in resource.get("scopeSpans", []):
+                        receiver.spans.extend(scope.get("spans", []))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def traced_triton(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Any, OtlpJsonReceiver]]:
+    """A real tritonserver (tiny test networks) exporting its own OpenTelemetry spans."""
+    from control.triton.server import (
+        TritonServer,
+        TritonStartError,
+        find_triton_install,
+        free_triton_ports,
+    )
+
+    try:
+        find_triton_install()
+    except TritonStartError as exc:
+        pytest.skip(f"tritonserver binary not available: {exc.message}")
+    from tests.fixtures.triton_repo import build_tiny_repository
+
+    repository = build_tiny_repository(tmp_path_factory.mktemp("traced") / "model_repository")
+    receiver = OtlpJsonReceiver()
+    server = TritonServer(
+        repository,
+        **free_triton_ports(),
+        extra_args=[
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url=127.0.0.1:{receiver.port}/v1/traces",
+            # Only requests that arrive with a propagated context are traced (all of ours).
+            "--trace-config=rate=0",
+            "--trace-config=count=-1",
+            "--trace-config=level=TIMESTAMPS",
+            "--trace-config=opentelemetry,bsp_schedule_delay=100",
+        ],
+    )
+    server.start()
+    try:
+        yield server, receiver
+    finally:
+        server.stop()
+        receiver.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_tritons_own_spans_join_the_upload_trace(
+    app, client, accounts, settings, traced_triton
+) -> None:
+    server, receiver = traced_triton
+    EXPORTER.clear()
+    await upload_chest(client, accounts["admin1"])
+    triton = TritonClient(server.url_grpc, timeout_s=60)
+    worker = Worker(settings, app.state.session_factory, app.state.store, triton=triton)
+    try:
+        assert await worker.run_once()
+    finally:
+        await triton.close()
+    spans = list(EXPORTER.get_finished_spans())
+    upload = _one(spans, "POST /api/studies")
+    infer = _one(spans, "triton.infer cxr")
+    trace_id = format(upload.context.trace_id, "032x")
+    deadline = time.monotonic() + 30
+    while not any(s["name"] == "InferRequest" for s in receiver.spans):
+        assert time.monotonic() < deadline, "Triton exported no InferRequest span"
+        await asyncio.sleep(0.2)
+    request = next(s for s in receiver.spans if s["name"] == "InferRequest")
+    assert request["traceId"] == trace_id
+    assert request["parentSpanId"] == format(infer.context.span_id, "016x")
+    ensemble = [s for s in receiver.spans if s["name"] == "cxr" and s["traceId"] == trace_id]
+    assert ensemble and ensemble[0]["parentSpanId"] == request["spanId"]
