@@ -35,6 +35,7 @@ from control.db.models import (
 from control.dicom.deid import pseudonymous_uid
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
+from control.errors import ConflictError
 from control.inference.queue import backoff_s
 from control.inference.wakeup import announce_job
 
@@ -48,6 +49,7 @@ __all__ = [
     "claim",
     "enqueue_case_exports",
     "planned_objects",
+    "requeue_failed",
     "result_uids",
 ]
 
@@ -336,3 +338,40 @@ async def case_exports(session: AsyncSession, case_id: uuid.UUID) -> list[Result
         .order_by(ResultExport.created_at, ResultExport.destination, ResultExport.object_name)
     )
     return list(result.all())
+
+
+async def requeue_failed(
+    session: AsyncSession, case: Case, settings: Settings, actor: Actor
+) -> list[ResultExport]:
+    """Put the case's ``failed`` exports back in the queue (after a destination was fixed),
+    with fresh attempts, inside the caller's transaction; audited ``result.exports_requeued``.
+
+    They keep their SOP Instance UIDs: a PACS that stored an object before answering with a
+    failure gets the same instance again. 409 ``no_failed_exports`` when none failed.
+    """
+    failed = [
+        export
+        for export in await case_exports(session, case.id)
+        if export.status == ExportStatus.FAILED
+    ]
+    if not failed:
+        raise ConflictError("the case has no failed export to send again", code="no_failed_exports")
+    now = utcnow()
+    for export in failed:
+        export.status = ExportStatus.PENDING
+        export.attempts = 0
+        export.max_attempts = settings.result_send_max_attempts
+        export.available_at = now
+        export.error_code = None
+        export.last_error = None
+    await session.flush()
+    await announce_job(session, settings)
+    await chain.append(
+        session,
+        "result.exports_requeued",
+        actor,
+        target_type="case",
+        target_id=str(case.id),
+        details={"exports": [str(export.id) for export in failed[:50]], "count": len(failed)},
+    )
+    return failed

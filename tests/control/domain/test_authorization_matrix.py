@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/cases/{case_id:uuid}/sign-off"): frozenset({RADIOLOGIST}),
     ("POST", "/api/cases/{case_id:uuid}/retry"): frozenset({ADMIN}),
     ("GET", "/api/cases/{case_id:uuid}/exports"): frozenset({ADMIN, RADIOLOGIST}),
+    ("POST", "/api/cases/{case_id:uuid}/exports/retry"): frozenset({ADMIN}),
     ("GET", "/api/cases/{case_id:uuid}/instances/{instance_id:uuid}/frames/{frame:int}"): (
         frozenset({ADMIN, RADIOLOGIST})
     ),

@@ -363,3 +363,31 @@ async def test_a_preliminary_sr_goes_out_right_after_inference_when_asked(
         ("cxr-sr", "sent"),
         ("cxr-sr-preliminary", "sent"),
     ]
+
+
+async def test_an_admin_sends_failed_exports_again(app, client, accounts, sender, peer):
+    """A refused object fails for good; once the PACS is fixed an admin re-queues it, and the
+    same SOP Instance UID goes out again."""
+    peer.statuses = [0xA900]
+    peer.start()
+    case_id, _original = await _signed_case(app, client, accounts)
+    assert await sender.run_once() is True
+    assert (await _export(app, case_id)).status == ExportStatus.FAILED
+
+    url = f"/api/cases/{case_id}/exports/retry"
+    response = await client.post(url, headers=accounts["rad1"].headers)
+    assert response.status_code == 403
+    response = await client.post(url, headers=accounts["admin1"].headers)
+    assert response.status_code == 200, response.text
+    [listed] = response.json()
+    assert listed["status"] == "pending" and listed["attempts"] == 0
+    assert listed["last_error"] is None
+
+    assert await sender.run_once() is True
+    export = await _export(app, case_id)
+    assert export.status == ExportStatus.SENT and export.attempts == 1
+    assert [ds.SOPInstanceUID for ds in peer.received] == [export.sop_instance_uid] * 2
+    response = await client.post(url, headers=accounts["admin1"].headers)
+    assert response.status_code == 409 and response.json()["code"] == "no_failed_exports"
+    actions = [e.action for e in await _actions(app, case_id)]
+    assert actions.count("result.exports_requeued") == 1
