@@ -161,9 +161,7 @@ def deidentify(
         burned_in_annotation=_text(ds, "BurnedInAnnotation").upper() == "YES",
         date_shift_days=shift_days,
         identifying={
-            keyword: value
-            for keyword in REIDENTIFICATION_KEYWORDS
-            if (value := _text(ds, keyword))
+            keyword: value for keyword in REIDENTIFICATION_KEYWORDS if (value := _text(ds, keyword))
         },
         uid_map=dict(cleaner.replaced),
     )
