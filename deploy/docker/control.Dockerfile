@@ -36,15 +36,19 @@ FROM python:3.11.11-slim-bookworm AS runtime
 RUN groupadd --system --gid 10001 medvision \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/medvision \
        --no-create-home --shell /usr/sbin/nologin medvision \
-    && mkdir -p /var/lib/medvision \
-    && chown 10001:10001 /var/lib/medvision
+    && mkdir -p /var/lib/medvision/models \
+    && chown -R 10001:10001 /var/lib/medvision
 COPY --from=python /opt/venv /opt/venv
 COPY --from=web /src/web/dist /opt/medvision/web
+# Copies the drift references (drift_reference.json beside each network's config.pbtxt) from
+# the model store into MEDVISION_MODEL_REPOSITORY before the API starts (minio client).
+COPY deploy/docker/fetch_models.py /opt/medvision/bin/fetch_models.py
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MEDVISION_WEB_DIR=/opt/medvision/web \
-    MEDVISION_DATA_DIR=/var/lib/medvision
+    MEDVISION_DATA_DIR=/var/lib/medvision \
+    MEDVISION_MODEL_REPOSITORY=/var/lib/medvision/models
 WORKDIR /var/lib/medvision
 USER 10001:10001
 EXPOSE 8080 11112

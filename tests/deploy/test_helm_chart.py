@@ -30,9 +30,9 @@ from tests.deploy.conftest import (
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CRD_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
-#: Containers without probes, and why: the worker serves no port and has no heartbeat; jobs
-#: (migrations, training) run to completion.
-NO_PROBES = {"worker", "migrate", "train", "fetch-models"}
+#: Containers without probes, and why: jobs (migrations, training) and init containers run
+#: to completion.
+NO_PROBES = {"migrate", "train"}
 
 
 def containers(spec):
@@ -138,7 +138,42 @@ def test_long_running_containers_have_probes(rendered, value_set):
             checked += 1
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 assert probe in container, f"{where}/{container['name']}: {probe}"
-    assert checked >= 3
+    assert checked >= 4
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_api_reads_drift_references_fetched_from_the_model_store(rendered, value_set):
+    spec = named(rendered[value_set], "Deployment", component("api"))["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    triton = named(rendered[value_set], "Deployment", component("triton"))
+    store = next(
+        item["value"]
+        for item in triton["spec"]["template"]["spec"]["initContainers"][0]["env"]
+        if item["name"] == "MODEL_STORE_URI"
+    )
+    assert init["command"] == ["python", "/opt/medvision/bin/fetch_models.py"]
+    assert init["args"] == [
+        "--only",
+        "drift_reference.json",
+        "--allow-empty",
+        store,
+        "/var/lib/medvision/models",
+    ]
+    api = spec["containers"][0]
+    env = {item["name"]: item.get("value") for item in api["env"]}
+    assert env["MEDVISION_MODEL_REPOSITORY"] == "/var/lib/medvision/models"
+    mounts = {mount["name"]: mount for mount in api["volumeMounts"]}
+    assert mounts["model-references"]["mountPath"] == "/var/lib/medvision/models"
+    assert mounts["model-references"]["readOnly"] is True
+
+
+def test_worker_serves_its_metrics_on_the_configured_port(rendered):
+    worker = named(rendered["default"], "Deployment", component("worker"))
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["MEDVISION_WORKER_METRICS_PORT"] == "9101"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9101, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
 def test_api_probes_use_health_and_ready(rendered):
@@ -415,7 +450,11 @@ def test_service_monitors_scrape_named_ports_of_existing_services(rendered):
     docs = rendered["gpu-keda"]
     services = {doc["metadata"]["name"]: doc for doc in by_kind(docs, "Service")}
     monitors = by_kind(docs, "ServiceMonitor")
-    assert {doc["metadata"]["name"] for doc in monitors} == {component("api"), component("triton")}
+    assert {doc["metadata"]["name"] for doc in monitors} == {
+        component("api"),
+        component("worker"),
+        component("triton"),
+    }
     for monitor in monitors:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -452,6 +452,29 @@ def test_compose_mounts_and_builds_files_that_exist(compose):
     assert mounts >= 4
 
 
+def test_compose_api_reads_drift_references_from_the_model_store(compose):
+    services = compose["services"]
+    fetch = services["model-references"]
+    assert fetch["entrypoint"] == ["python", "/opt/medvision/bin/fetch_models.py"]
+    target = fetch["command"][-1]
+    assert fetch["command"][fetch["command"].index("--only") + 1] == "drift_reference.json"
+    assert fetch["command"][-2] == services["triton"]["environment"]["MODEL_STORE_URI"]
+    api = services["api"]
+    assert api["environment"]["MEDVISION_MODEL_REPOSITORY"] == target
+    assert f"model-references:{target}:ro" in api["volumes"]
+    assert api["depends_on"]["model-references"]["condition"] == "service_completed_successfully"
+    assert "model-references" in compose["volumes"]
+
+
+def test_compose_prometheus_scrapes_the_worker_metrics_port(compose):
+    port = compose["services"]["worker"]["environment"]["MEDVISION_WORKER_METRICS_PORT"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    }
+    assert f"worker:{port}" in targets
+
+
 def test_compose_reserves_a_gpu_for_triton(compose):
     devices = compose["services"]["triton"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
@@ -497,3 +520,22 @@ def test_compose_grafana_provisions_the_dashboards(compose):
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text()
     )
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_images_carry_the_model_store_fetch_where_compose_and_the_chart_call_it():
+    for name, path in (
+        ("control.Dockerfile", "/opt/medvision/bin/fetch_models.py"),
+        ("triton.Dockerfile", "/opt/medvision/bin/fetch_models.py"),
+    ):
+        copies = [
+            rest
+            for keyword, rest in final_stage(DEPLOY / "docker" / name).instructions
+            if keyword == "COPY"
+        ]
+        assert f"deploy/docker/fetch_models.py {path}" in copies, name
+    env = " ".join(
+        rest
+        for keyword, rest in final_stage(DEPLOY / "docker" / "control.Dockerfile").instructions
+        if keyword == "ENV"
+    )
+    assert "MEDVISION_MODEL_REPOSITORY=/var/lib/medvision/models" in env

@@ -140,3 +140,35 @@ imagePullSecrets:
     - {protocol: UDP, port: 53}
     - {protocol: TCP, port: 53}
 {{- end -}}
+
+{{/* Environment of a model-store fetch (fetch_models.py): the store URI, the S3 endpoint as a
+URL, region, and credentials (the model store's own Secret or the object store's). */}}
+{{- define "medvision.modelStoreEnv" -}}
+{{- $s3url := .Values.s3.endpoint -}}
+{{- if not (contains "://" $s3url) -}}
+{{- $s3url = printf "%s://%s" (ternary "https" "http" .Values.s3.secure) $s3url -}}
+{{- end -}}
+- name: MODEL_STORE_URI
+  value: {{ .Values.triton.modelRepository.storeUri | quote }}
+- name: AWS_ENDPOINT_URL
+  value: {{ $s3url | quote }}
+- name: AWS_REGION
+  value: {{ .Values.s3.region | quote }}
+- name: HOME
+  value: /tmp
+{{- if .Values.triton.modelRepository.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.triton.modelRepository.existingSecret }}, key: AWS_ACCESS_KEY_ID}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.triton.modelRepository.existingSecret }}, key: AWS_SECRET_ACCESS_KEY}
+{{- else }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    {{- include "medvision.secretRef" (dict "root" . "cfg" .Values.s3 "key" .Values.s3.accessKeyKey) | nindent 4 }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    {{- include "medvision.secretRef" (dict "root" . "cfg" .Values.s3 "key" .Values.s3.secretKeyKey) | nindent 4 }}
+{{- end }}
+{{- end -}}
