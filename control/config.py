@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     dicom_host: str = "127.0.0.1"
     dicom_port: int = Field(default=11112, ge=1, le=65_535)
     dicom_allowed_aes: dict[str, str] = Field(default={})
-    dicom_max_pdu: int = Field(default=65_536, ge=4096, le=1024 * 1024)
+    dicom_max_pdu: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
     dicom_max_associations: int = Field(default=10, ge=1, le=200)
 
     @staticmethod

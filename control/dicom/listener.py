@@ -27,9 +27,11 @@ Design (docs/pacs-listener.md explains it for operators):
 * **Crash recovery.** At start-up every spool left by a previous process is ingested as the
   account recorded beside it, then removed (audited ``dicom.spool_replayed``).
 
-The asyncio event loop runs in the main thread (async SQLAlchemy, the store); pynetdicom runs
-each association in a thread of its own, and its handlers hand work to the loop with
-``asyncio.run_coroutine_threadsafe``. Only SOP-class names, AE titles, counts and error codes
+The asyncio event loop runs in the main thread (account checks, audit entries); pynetdicom
+runs each association in a thread of its own, and its handlers hand work to the loop with
+``asyncio.run_coroutine_threadsafe``. The batches themselves are stored by a separate
+ingest process (control.dicom.ingest_worker), so receiving and storing do not take turns on
+one GIL. Only SOP-class names, AE titles, counts and error codes
 are logged or audited, never UIDs or patient attributes.
 """
 
@@ -40,6 +42,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -47,6 +50,8 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -81,6 +86,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
 from control.db.models import Role, User
+from control.dicom import ingest_worker
+from control.dicom.ingest_worker import BatchOutcome, ingest_spooled, init_worker
 from control.dicom.reader import SUPPORTED_SOP_CLASSES, UploadLimits, read_dicom
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
@@ -258,7 +265,7 @@ class DicomListener:
         self.transfer_syntaxes = accepted_transfer_syntaxes()
         self._loop = asyncio.get_running_loop()
         self._associations: dict[int, AssociationState] = {}
-        self._ingest_lock = asyncio.Lock()
+        self._pool = self._new_pool()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: ThreadedAssociationServer | None = None
 
@@ -277,6 +284,8 @@ class DicomListener:
     async def start(self) -> None:
         """Replay spools left by a previous process, then start accepting associations."""
         self.spool_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not await self._loop.run_in_executor(self._pool, ingest_worker.ready):
+            raise RuntimeError("the ingest process did not start")
         await self.replay_spools()
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_connection_open),
@@ -306,6 +315,7 @@ class DicomListener:
             await self._close(state)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.to_thread(self._pool.shutdown)
 
     # -- pynetdicom handlers (association threads) ---------------------------------------
 
@@ -455,29 +465,41 @@ class DicomListener:
         task.add_done_callback(self._tasks.discard)
 
     async def _ingest_batch(self, state: AssociationState, batch: list[Path]) -> bool:
-        """One transaction through the ingest service; spool files of the stored and of the
-        rejected instances are deleted after it commits."""
-        from control.domain.studies.service import IngestService
-
-        files = [(path.name, path.read_bytes()) for path in batch]
+        """One transaction through the ingest service, in the ingest process; spool files of
+        the stored and of the rejected instances are deleted after it commits."""
+        names = [str(path) for path in batch]
+        actor = state.actor
         try:
-            async with self._ingest_lock, self.session_factory() as session:
-                service = IngestService(session, self.store, self.settings)
-                result, rejected = await service.ingest_each(files, state.actor)
-        except Exception as error:
-            code = error.code if isinstance(error, MedVisionError) else type(error).__name__
-            log.warning("dicom_batch_failed", code=code, instances=len(batch))
+            outcome = await self._loop.run_in_executor(
+                self._pool, ingest_spooled, names, actor.username, actor.role
+            )
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False)
+            self._pool = self._new_pool()
+            outcome = BatchOutcome(ok=False, error_code="ingest_process_died")
+        if not outcome.ok:
+            log.warning("dicom_batch_failed", code=outcome.error_code, instances=len(batch))
             return False
         with state.lock:
-            state.stored_new += sum(study.new_instances for study in result.studies)
-            state.stored_existing += sum(study.existing_instances for study in result.studies)
-            for item in rejected:
-                state.failed_after_acceptance[item.error.code] += 1
-        for item in rejected:
-            log.warning("dicom_instance_failed_after_acceptance", code=item.error.code)
+            state.stored_new += outcome.stored_new
+            state.stored_existing += outcome.stored_existing
+            for code in outcome.rejected_codes:
+                state.failed_after_acceptance[code] += 1
+        for code in outcome.rejected_codes:
+            log.warning("dicom_instance_failed_after_acceptance", code=code)
         for path in batch:
             path.unlink(missing_ok=True)
         return True
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """The ingest process (see control.dicom.ingest_worker), started by spawning: the
+        listener has threads, which a forked child must not inherit."""
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(self.settings,),
+        )
 
     async def _close(self, state: AssociationState) -> None:
         """At release or abort: store the rest, audit the association, remove its spool."""
