@@ -598,3 +598,13 @@ def test_optional_components_switch_off_cleanly(chart):
         if doc["kind"] not in CRD_KINDS:
             manifest = {key: value for key, value in doc.items() if key != "_template"}
             kubernetes_validate.validate(manifest, "1.30.0", strict=True)
+
+
+def test_image_pull_secrets_reach_every_pod(chart):
+    values = load_values("gpu-keda")
+    values["imagePullSecrets"] = [{"name": "registry-credentials"}]
+    docs = split_manifests(chart.render(values, name="mv", namespace=NAMESPACE, is_install=True))
+    specs = pod_specs(docs)
+    assert len(specs) >= 6
+    for where, spec in specs:
+        assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}], where
