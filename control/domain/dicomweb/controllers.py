@@ -32,6 +32,7 @@ from control.domain.dicomweb.multipart import (
     part_head,
     read_parts,
 )
+from control.domain.dicomweb.query import QidoQuery, parse_query
 from control.domain.dicomweb.stow import store_parts
 from control.errors import InvalidInputError
 from control.http.context import actor_from_request
@@ -65,7 +66,7 @@ def _dicom_json(value: Any, status_code: int = 200) -> Response[bytes]:
     )
 
 
-def _search_response(result: qido.SearchResult, query: qido.QidoQuery) -> Response[bytes]:
+def _search_response(result: qido.SearchResult, query: QidoQuery) -> Response[bytes]:
     """200 with the datasets, or 204 when none matched; warnings per PS3.18 8.3.4."""
     warnings = []
     if query.ignored:
@@ -172,7 +173,7 @@ class DicomwebController(Controller):
         """QIDO-RS: studies matching the query (StudyInstanceUID, StudyDate, ModalitiesInStudy,
         PatientID, ...; ``limit``, ``offset``, ``includefield``)."""
         media.negotiate_metadata(request.headers.get("accept"))
-        query = qido.parse_query(request.query_params.multi_items(), "study")
+        query = parse_query(request.query_params.multi_items(), "study")
         result = await qido.search_studies(
             db_session, request.app.state, request.user, query, _base_url(request)
         )
@@ -188,7 +189,7 @@ class DicomwebController(Controller):
     ) -> Response[bytes]:
         """QIDO-RS: series of a study (SeriesInstanceUID, Modality)."""
         media.negotiate_metadata(request.headers.get("accept"))
-        query = qido.parse_query(request.query_params.multi_items(), "series")
+        query = parse_query(request.query_params.multi_items(), "series")
         found = await qido.require_study(db_session, request.user, study)
         result = await qido.search_series(
             db_session, request.app.state, found, query, _base_url(request)
@@ -199,7 +200,7 @@ class DicomwebController(Controller):
         self, request: AuthRequest, db_session: AsyncSession, study: str, series: str | None
     ) -> Response[bytes]:
         media.negotiate_metadata(request.headers.get("accept"))
-        query = qido.parse_query(request.query_params.multi_items(), "instance")
+        query = parse_query(request.query_params.multi_items(), "instance")
         found = await qido.require_study(db_session, request.user, study)
         result = await qido.search_instances(
             db_session, request.app.state, found, series, query, _base_url(request)

@@ -43,6 +43,9 @@ PNG = "image/png"
 #: ``transfer-syntax`` values meaning "as stored".
 ANY_TRANSFER_SYNTAX = "*"
 _WILDCARDS = frozenset({"*/*", "multipart/*"})
+#: Longest boundary accepted. RFC 2046 allows 70 characters, but Orthanc's DICOMweb plugin
+#: (a PACS this server must accept) sends 73: real clients over the letter of the RFC.
+MAX_BOUNDARY = 200
 
 
 class NotAcceptableError(MedVisionError):
@@ -121,9 +124,12 @@ def stow_boundary(content_type: str | None) -> str:
             detail={"content_type": (content_type or "")[:200]},
         )
     boundary = media.params.get("boundary", "")
-    if not 1 <= len(boundary) <= 70 or any(ord(char) < 32 or ord(char) > 126 for char in boundary):
+    if not 1 <= len(boundary) <= MAX_BOUNDARY or any(
+        ord(char) < 32 or ord(char) > 126 for char in boundary
+    ):
         raise InvalidInputError(
-            "the Content-Type has no valid boundary parameter (1 to 70 printable characters)",
+            f"the Content-Type has no valid boundary parameter (1 to {MAX_BOUNDARY} printable "
+            "characters)",
             code="multipart_boundary_missing",
         )
     return boundary

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from control.errors import InvalidInputError, PayloadTooLargeError
 
 __all__ = [
+    "PART_END",
     "Part",
     "PartLimits",
     "RelatedReader",

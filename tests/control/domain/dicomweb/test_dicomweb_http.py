@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from tests.control.domain.dicomweb.helpers import (
     FAILED_SOP_SEQUENCE,
@@ -349,3 +350,46 @@ async def test_attributes_answered_from_the_database_match_the_stored_header(
         assert values(header, tag) == [] and values(study, tag) == [], tag
     for tag in ("00100010", "00100020", "00080020"):
         assert values(header, tag) == values(study, tag), tag
+
+
+async def test_a_compressed_instance_is_sent_as_stored_or_in_explicit_little_endian(
+    client, accounts
+) -> None:
+    response = await _stow(client, accounts["pacs1"], [pydicom_file("MR_small_RLE.dcm")])
+    assert response.status_code == 200, response.text
+    (item,) = values(dicom_json(response), REFERENCED_SOP_SEQUENCE)
+    url = values(item, RETRIEVE_URL)[0].split("/dicomweb", 1)[1]
+    headers = accounts["pacs1"].headers
+    as_stored = await client.get(
+        f"/dicomweb{url}", headers={**headers, "Accept": f"{DICOM_PARTS}; transfer-syntax=*"}
+    )
+    (stored,) = split_multipart(as_stored.headers["content-type"], as_stored.content)
+    assert pydicom.dcmread(BytesIO(stored)).file_meta.TransferSyntaxUID == RLELossless
+    explicit = await client.get(
+        f"/dicomweb{url}",
+        headers={**headers, "Accept": f"{DICOM_PARTS}; transfer-syntax={ExplicitVRLittleEndian}"},
+    )
+    assert f"transfer-syntax={ExplicitVRLittleEndian}" in explicit.headers["content-type"]
+    (converted,) = split_multipart(explicit.headers["content-type"], explicit.content)
+    dataset = pydicom.dcmread(BytesIO(converted))
+    assert dataset.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    reference = pydicom.dcmread(BytesIO(pydicom_file("MR_small.dcm")))
+    np.testing.assert_array_equal(dataset.pixel_array, reference.pixel_array)
+
+
+async def test_a_page_cut_by_the_default_limit_says_more_exist(
+    client, accounts, monkeypatch
+) -> None:
+    from control.domain.dicomweb import query
+
+    monkeypatch.setattr(query, "DEFAULT_LIMIT", 1)
+    for seed in (41, 42):
+        assert (
+            await _stow(client, accounts["pacs1"], [chest_dx(64, seed=seed)])
+        ).status_code == 200
+    headers = accounts["pacs1"].headers
+    cut = await client.get("/dicomweb/studies", headers=headers)
+    assert len(dicom_json(cut)) == 1
+    assert "additional results" in cut.headers["warning"]
+    explicit = await client.get("/dicomweb/studies?limit=1", headers=headers)
+    assert len(dicom_json(explicit)) == 1 and "warning" not in explicit.headers

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from control.domain.dicomweb import media, qido, wado
+from control.domain.dicomweb import media, query, wado
 from control.domain.dicomweb.json_model import element, resolve_tag
 from control.domain.dicomweb.multipart import PartLimits, RelatedReader
 from control.domain.dicomweb.stow import FailureReason, failure_reason
@@ -137,7 +137,7 @@ def test_stow_boundary() -> None:
     with pytest.raises(UnsupportedMediaError):
         media.stow_boundary(None)
     with pytest.raises(InvalidInputError):
-        media.stow_boundary('multipart/related; type="application/dicom"; boundary=' + "x" * 71)
+        media.stow_boundary('multipart/related; type="application/dicom"; boundary=' + "x" * 201)
 
 
 def test_dicom_json_elements() -> None:
@@ -153,7 +153,7 @@ def test_dicom_json_elements() -> None:
 
 
 def test_query_parsing() -> None:
-    query = qido.parse_query(
+    parsed = query.parse_query(
         [
             ("0020000D", "1.2,1.3"),
             ("limit", "5"),
@@ -164,17 +164,17 @@ def test_query_parsing() -> None:
         ],
         "study",
     )
-    assert query.matches == {0x0020000D: "1.2,1.3"}
-    assert (query.limit, query.offset, query.default_limit, query.include_all) == (
+    assert parsed.matches == {0x0020000D: "1.2,1.3"}
+    assert (parsed.limit, parsed.offset, parsed.default_limit, parsed.include_all) == (
         5,
         0,
         False,
         True,
     )
-    assert query.include == {0x00081030}
-    assert query.ignored == ("StudyDescription",)
+    assert parsed.include == {0x00081030}
+    assert parsed.ignored == ("StudyDescription",)
     with pytest.raises(InvalidInputError) as twice:
-        qido.parse_query([("StudyDate", "20200101"), ("00080020", "20200102")], "study")
+        query.parse_query([("StudyDate", "20200101"), ("00080020", "20200102")], "study")
     assert twice.value.code == "duplicate_attribute"
 
 
