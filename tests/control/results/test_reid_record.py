@@ -12,6 +12,7 @@ from sqlalchemy import select
 from control.db.models import AuditEntry, InstanceLink, ResultExport, Study, StudyLink
 from control.domain.audit.chain import SYSTEM
 from control.domain.studies.links import LinkCipher
+from control.domain.studies.service import IngestService
 from control.errors import StorageIntegrityError
 from control.results.records import RecordCipher, load_record
 from tests.control.results.signed_cases import (
@@ -114,3 +115,18 @@ async def test_without_destinations_sign_off_queues_nothing(app, client, account
             select(AuditEntry).where(AuditEntry.action == "result.exports_queued")
         )
         assert queued.all() == []
+
+
+async def test_the_dicom_network_paths_keep_the_record_too(app, client, settings):
+    """C-STORE and STOW-RS store through ``IngestService.ingest_each``: same record."""
+    ds = identified_dx()
+    async with app.state.session_factory() as session:
+        service = IngestService(session, app.state.store, settings)
+        result, rejected = await service.ingest_each([("a.dcm", dicom_bytes(ds))], SYSTEM)
+    assert rejected == []
+    study = await _study(app, str(result.studies[0].study_id))
+    async with app.state.session_factory() as session:
+        record = await load_record(session, study, RecordCipher(settings.key("reid")), SYSTEM, {})
+    assert record is not None
+    assert record.identifying["PatientID"] == ORIGINAL["PatientID"]
+    assert ds.SOPInstanceUID in set(record.uid_map.values())
