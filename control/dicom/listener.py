@@ -226,6 +226,7 @@ class AssociationState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     flushing: asyncio.Lock = field(default_factory=asyncio.Lock)
     flush_scheduled: bool = False
+    closing: bool = False
 
     def audit_details(self) -> dict[str, Any]:
         """The association's audit details: AE title and counts by error code, no PHI."""
@@ -265,6 +266,7 @@ class DicomListener:
         self.transfer_syntaxes = accepted_transfer_syntaxes()
         self._loop = asyncio.get_running_loop()
         self._associations: dict[int, AssociationState] = {}
+        self._registry = threading.Lock()  # guards _associations (threads and the loop)
         self._pool = self._new_pool()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: ThreadedAssociationServer | None = None
@@ -311,7 +313,9 @@ class DicomListener:
         if self._server is not None:
             await asyncio.to_thread(self._server.shutdown)
             self._server = None
-        for state in list(self._associations.values()):
+        with self._registry:
+            open_states = list(self._associations.values())
+        for state in open_states:
             await self._close(state)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -352,7 +356,10 @@ class DicomListener:
         spool.mkdir(mode=0o700)
         meta = {"calling_ae": calling_ae, "username": actor.username, "role": actor.role}
         _write_durably(spool / _META_FILE, json.dumps(meta).encode())
-        self._associations[id(assoc)] = AssociationState(association_id, calling_ae, actor, spool)
+        with self._registry:
+            self._associations[id(assoc)] = AssociationState(
+                association_id, calling_ae, actor, spool
+            )
         log.info("dicom_association_requested", calling_ae=calling_ae, account=actor.username)
 
     def _on_echo(self, event: Event) -> int:
@@ -360,7 +367,8 @@ class DicomListener:
 
     def _on_store(self, event: Event) -> int | Dataset:
         """Validate one instance and spool it durably; the status says which happened."""
-        state = self._associations.get(id(event.assoc))
+        with self._registry:
+            state = self._associations.get(id(event.assoc))
         if state is None:  # not accepted by _on_requested: cannot happen once established
             return PROCESSING_FAILURE
         with state.lock:
@@ -406,7 +414,8 @@ class DicomListener:
         return answer
 
     def _on_closed(self, event: Event) -> None:
-        state = self._associations.get(id(event.assoc))
+        with self._registry:
+            state = self._associations.get(id(event.assoc))
         if state is not None:
             self._call(self._close(state))
 
@@ -456,7 +465,7 @@ class DicomListener:
     async def _flush_later(self, state: AssociationState, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        if not await self._flush(state) and state in self._associations.values():
+        if not await self._flush(state) and not state.closing:
             self._call_soon(self._flush_later(state, RETRY_DELAY_S))
 
     def _call_soon(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -502,7 +511,11 @@ class DicomListener:
         )
 
     async def _close(self, state: AssociationState) -> None:
-        """At release or abort: store the rest, audit the association, remove its spool."""
+        """At release or abort: store the rest, audit the association, remove its spool.
+        Runs once per association (an abort during shutdown may ask twice)."""
+        if state.closing:
+            return
+        state.closing = True
         if not await self._flush(state):
             # The database refused the last batch: the spool stays for the next start.
             self._forget(state)
@@ -523,7 +536,9 @@ class DicomListener:
         log.info("dicom_association_closed", **state.audit_details())
 
     def _forget(self, state: AssociationState) -> None:
-        self._associations = {k: v for k, v in self._associations.items() if v is not state}
+        with self._registry:
+            for key in [k for k, v in self._associations.items() if v is state]:
+                del self._associations[key]
 
     async def replay_spools(self) -> None:
         """Ingest every spool a previous process left (it had answered success for those
