@@ -6,6 +6,7 @@ Torch, onnx and MLflow are imported only when a command runs, so mounting this a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -135,44 +136,38 @@ def cxr(
     )  # fmt: skip
 
 
-@app.command("brats")
-def brats(
-    checkpoint: Path | None = CheckpointOption,
-    mlflow_model: str | None = MlflowModelOption,
-    repository: Path = RepositoryOption,
-    format: str = FormatOption,
-    version: int | None = VersionOption,
-    force: bool = ForceOption,
-    register: str | None = RegisterOption,
-    gpu: bool | None = GpuOption,
-    max_batch_size: int = MaxBatchOption,
-    instance_count: int = InstancesOption,
-) -> None:
-    """Export the BraTS segmentation network as brats_net (PATCH → LOGITS)."""
-    _run(
-        "brats", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
-        max_batch_size, instance_count,
-    )  # fmt: skip
+def _export_command(kind: Literal["brats", "ct_head"], summary: str) -> Callable[..., None]:
+    """The ``medvision export KIND`` command for a kind without extra options."""
+
+    def command(
+        checkpoint: Path | None = CheckpointOption,
+        mlflow_model: str | None = MlflowModelOption,
+        repository: Path = RepositoryOption,
+        format: str = FormatOption,
+        version: int | None = VersionOption,
+        force: bool = ForceOption,
+        register: str | None = RegisterOption,
+        gpu: bool | None = GpuOption,
+        max_batch_size: int = MaxBatchOption,
+        instance_count: int = InstancesOption,
+    ) -> None:
+        _run(
+            kind, checkpoint, mlflow_model, repository, format, version, force, register, gpu,
+            max_batch_size, instance_count,
+        )  # fmt: skip
+
+    command.__doc__ = summary
+    return command
 
 
-@app.command("ct_head")
-def ct_head(
-    checkpoint: Path | None = CheckpointOption,
-    mlflow_model: str | None = MlflowModelOption,
-    repository: Path = RepositoryOption,
-    format: str = FormatOption,
-    version: int | None = VersionOption,
-    force: bool = ForceOption,
-    register: str | None = RegisterOption,
-    gpu: bool | None = GpuOption,
-    max_batch_size: int = MaxBatchOption,
-    instance_count: int = InstancesOption,
-) -> None:
-    """Export the head CT haemorrhage network as ct_head_net (SLICES → LOGITS, CAMS)."""
-    _run(
-        "ct_head", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
-        max_batch_size, instance_count,
-    )  # fmt: skip
+app.command("brats")(
+    _export_command("brats", "Export the BraTS segmentation network as brats_net (PATCH → LOGITS).")
+)
+app.command("ct_head")(
+    _export_command(
+        "ct_head", "Export the head CT haemorrhage network as ct_head_net (SLICES → LOGITS, CAMS)."
+    )
+)
 
 
 @app.command("demo")

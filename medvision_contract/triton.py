@@ -46,3 +46,15 @@ def call_model(
     if response.has_error():
         raise NetworkError(f"{model_name}: {response.error().message()}")
     return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs}
+
+
+def error_response(pb_utils: Any, model_name: str, error: Exception, *, bad_request: bool) -> Any:
+    """The ``InferenceResponse`` carrying ``error`` for one request, prefixed with the model
+    name: ``INVALID_ARG`` when the request itself is bad, an internal error otherwise (e.g.
+    a network model called through BLS failed)."""
+    message = f"{model_name}: {error}"
+    if bad_request:
+        return pb_utils.InferenceResponse(
+            output_tensors=[], error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        )
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))

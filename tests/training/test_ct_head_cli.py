@@ -6,31 +6,15 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
-from control.cli.main import app
 from export.triton_config import config_parameters, parse_config
 from medvision_contract.labels import CT_HEAD_LABELS
+from tests.fixtures.cli import invoke
 from training.engine.checkpoint import load_checkpoint
 from training.tasks.ct_head import weighted_log_loss
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDVISION_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_train_evaluate_export_ct_head(data_dir):

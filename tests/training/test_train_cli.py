@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import json
 
-import mlflow
-import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from control.cli.main import app
+from tests.fixtures.cli import invoke
 from training.engine.checkpoint import load_checkpoint
 from training.labels import CXR_LABELS
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDVISION_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def test_cxr_train_registers_a_model_and_evaluates(data_dir):

@@ -17,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 
 from medvision_contract.labels import BRATS_REGIONS
 from medvision_contract.regions import region_volumes_ml, regions_to_labels
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 
 class TritonPythonModel:
@@ -51,12 +51,7 @@ class TritonPythonModel:
             volumes = region_volumes_ml(labels, spacing.tolist())
             region_ml = np.array([volumes[name] for name in BRATS_REGIONS], dtype=np.float32)
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"brats_postprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "brats_postprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("LABELS", labels),

@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from medvision_contract.labels import MRI_CHANNELS
 from medvision_contract.preprocess import brain_zscore
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 
 def validate_volume(volume: np.ndarray, max_voxels: int) -> None:
@@ -51,12 +51,7 @@ class TritonPythonModel:
             validate_volume(volume, self.max_voxels)
             normalised = brain_zscore(volume)
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"brats_preprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "brats_preprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor("VOLUME_NORM", normalised)]
         )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.triton import NetworkError, call_model, parameter
+from medvision_contract.triton import NetworkError, call_model, error_response, parameter
 
 
 class TritonPythonModel:
@@ -64,16 +64,9 @@ class TritonPythonModel:
             )
             probabilities = (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)
         except NetworkError as error:
-            return pb_utils.InferenceResponse(
-                output_tensors=[], error=pb_utils.TritonError(f"brats_segment: {error}")
-            )
+            return error_response(pb_utils, "brats_segment", error, bad_request=False)
         except Exception as error:  # every other failure is a bad request
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"brats_segment: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "brats_segment", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor("PROBABILITIES", probabilities)]
         )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.triton import NetworkError, call_model, parameter
+from medvision_contract.triton import NetworkError, call_model, error_response, parameter
 
 OUTPUTS = ("LOGITS", "CAMS")
 
@@ -49,16 +49,9 @@ class TritonPythonModel:
             ]  # fmt: skip
             outputs = {name: np.concatenate([p[name] for p in parts]) for name in OUTPUTS}
         except NetworkError as error:
-            return pb_utils.InferenceResponse(
-                output_tensors=[], error=pb_utils.TritonError(f"ct_head_classify: {error}")
-            )
+            return error_response(pb_utils, "ct_head_classify", error, bad_request=False)
         except Exception as error:  # every other failure is a bad request
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"ct_head_classify: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "ct_head_classify", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor(name, outputs[name].astype(np.float32)) for name in OUTPUTS

@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 from medvision_contract.cams import parse_floats
 from medvision_contract.ct_outputs import ct_head_outputs
 from medvision_contract.labels import CT_HEAD_LABELS
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 OUTPUTS = ("SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP")
 
@@ -58,12 +58,7 @@ class TritonPythonModel:
                 cam_max_side=self.cam_max_side,
             )
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"ct_head_postprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "ct_head_postprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in OUTPUTS]
         )

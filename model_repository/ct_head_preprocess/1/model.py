@@ -22,7 +22,7 @@ from medvision_contract.ct_windows import (
     parse_windows,
     validate_volume,
 )
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 
 class TritonPythonModel:
@@ -54,12 +54,7 @@ class TritonPythonModel:
                 volume, size=self.size, context=self.context, windows=self.windows
             )
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"ct_head_preprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "ct_head_preprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("SLICES", slices),

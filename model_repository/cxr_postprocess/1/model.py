@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from medvision_contract import cams
 from medvision_contract.labels import CXR_LABELS
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 
 class TritonPythonModel:
@@ -55,12 +55,7 @@ class TritonPythonModel:
             positive = probabilities >= self.thresholds
             cam = self.cams.cams_to_image(cams, geometry, self.size)
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"cxr_postprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "cxr_postprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("PROBABILITIES", probabilities),

@@ -15,7 +15,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.triton import parameter
+from medvision_contract.triton import error_response, parameter
 
 
 class TritonPythonModel:
@@ -60,12 +60,7 @@ class TritonPythonModel:
                 bits_stored=self.bits_stored,
             )
         except Exception as error:  # every failure becomes this request's error response
-            return pb_utils.InferenceResponse(
-                output_tensors=[],
-                error=pb_utils.TritonError(
-                    f"cxr_preprocess: {error}", pb_utils.TritonError.INVALID_ARG
-                ),
-            )
+            return error_response(pb_utils, "cxr_preprocess", error, bad_request=True)
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor("IMAGE", image), pb_utils.Tensor("GEOMETRY", geometry)]
         )
