@@ -2,7 +2,8 @@
 
 The setting is a JSON list; each entry names a PACS node reached by C-STORE
 (``{"name", "type": "c-store", "host", "port", "ae_title"}``, optionally
-``calling_ae_title``) or by STOW-RS (``{"name", "type": "stow-rs", "url", "token"}``).
+``calling_ae_title``, default ``MEDVISION_DICOM_AE_TITLE``) or by STOW-RS
+(``{"name", "type": "stow-rs", "url", "token"}``).
 Entries are validated at start-up (pydantic), so a typo stops the process with a message
 naming the entry and the field, not a failed send hours later. The token is a secret: it is
 never printed (``SecretStr``) and never audited.
@@ -50,10 +51,14 @@ class CStoreDestination(BaseModel):
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
     ae_title: str
-    #: The AE title MedVision calls with (the PACS may accept only known callers).
-    calling_ae_title: str = "MEDVISION"
+    #: The AE title MedVision calls with (the PACS may accept only known callers); default
+    #: the listener's own, ``MEDVISION_DICOM_AE_TITLE``.
+    calling_ae_title: str | None = None
 
-    _check_ae = field_validator("ae_title", "calling_ae_title")(_ae_title)
+    @field_validator("ae_title", "calling_ae_title")
+    @classmethod
+    def _check_ae(cls, value: str | None) -> str | None:
+        return None if value is None else _ae_title(value)
 
 
 class StowDestination(BaseModel):

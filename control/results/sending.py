@@ -79,12 +79,15 @@ def encode_part10(ds: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def send_c_store(ds: pydicom.Dataset, destination: CStoreDestination, timeout_s: float) -> int:
-    """C-STORE ``ds`` to ``destination`` on one association; the success status (0x0000 or
-    a warning 0xB...). Raises :class:`SendFailure`. Blocking: run it in a worker thread."""
+def send_c_store(
+    ds: pydicom.Dataset, destination: CStoreDestination, timeout_s: float, calling_ae: str
+) -> int:
+    """C-STORE ``ds`` to ``destination`` on one association, calling as
+    ``destination.calling_ae_title`` (else ``calling_ae``); the success status (0x0000 or a
+    warning 0xB...). Raises :class:`SendFailure`. Blocking: run it in a worker thread."""
     from pynetdicom import AE
 
-    ae = AE(ae_title=destination.calling_ae_title)
+    ae = AE(ae_title=destination.calling_ae_title or calling_ae)
     ae.acse_timeout = timeout_s
     ae.dimse_timeout = timeout_s
     ae.network_timeout = timeout_s
@@ -246,7 +249,9 @@ class ExportSender:
         del record
         timeout_s = self.settings.result_send_timeout_s
         if isinstance(destination, CStoreDestination):
-            return await anyio.to_thread.run_sync(send_c_store, outgoing, destination, timeout_s)
+            return await anyio.to_thread.run_sync(
+                send_c_store, outgoing, destination, timeout_s, self.settings.dicom_ae_title
+            )
         return await send_stow(outgoing, destination, timeout_s)
 
     async def _build(

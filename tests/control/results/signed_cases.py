@@ -165,6 +165,7 @@ class FlakyStoreSCP:
         self.statuses = list(statuses or [])
         self.received: list[pydicom.Dataset] = []
         self.answered: list[int] = []
+        self.calling_aes: list[str] = []
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -189,6 +190,7 @@ class FlakyStoreSCP:
         ds.file_meta = event.file_meta
         with self._lock:
             self.received.append(ds)
+            self.calling_aes.append(str(event.assoc.requestor.ae_title).strip())
             status = self.statuses.pop(0) if self.statuses else 0x0000
             self.answered.append(status)
         return status

@@ -132,6 +132,7 @@ async def test_a_down_destination_is_retried_with_backoff_then_stores_the_object
     assert await sender.run_once() is False  # nothing left: sent exactly once
 
     [stored] = peer.received
+    assert peer.calling_aes == ["MEDVISION"]  # MEDVISION_DICOM_AE_TITLE, the listener's
     assert stored.SOPInstanceUID == export.sop_instance_uid
     assert stored.SeriesInstanceUID == export.series_instance_uid
     assert stored.Modality == "SR" and stored.VerificationFlag == "VERIFIED"
