@@ -539,3 +539,67 @@ def test_images_carry_the_model_store_fetch_where_compose_and_the_chart_call_it(
         if keyword == "ENV"
     )
     assert "MEDVISION_MODEL_REPOSITORY=/var/lib/medvision/models" in env
+
+
+TRITON_PYTHON = "3.10"  # the Python of nvcr.io/nvidia/tritonserver:24.10-py3 (Ubuntu 22.04)
+IMPORT_CHECK = """
+import importlib, pkgutil, py_compile, sys
+from pathlib import Path
+import medvision_contract
+for module in pkgutil.iter_modules(medvision_contract.__path__):
+    importlib.import_module("medvision_contract." + module.name)
+for path in sorted(Path("model_repository").glob("*/1/*.py")):
+    py_compile.compile(str(path), doraise=True, cfile=str(Path(sys.argv[1]) / (path.stem + ".pyc")))
+    if path.name != "model.py":
+        sys.path.insert(0, str(path.parent))
+        importlib.import_module(path.stem)
+        sys.path.pop(0)
+print(sys.version_info[:2])
+"""
+
+
+def _python(version: str) -> str | None:
+    candidates = [shutil.which(f"python{version}")]
+    candidates += [
+        str(path) for path in Path.home().glob(f".pyenv/versions/{version}.*/bin/python")
+    ]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "--version"], capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.startswith(f"Python {version}."):
+            return candidate
+    return None
+
+
+def test_triton_models_and_contract_import_under_the_triton_images_python(tmp_path):
+    """The Triton image runs the Python models with its own interpreter (3.10), not the
+    project's 3.11: the contract package and the models' numpy modules must import there
+    with numpy<2, and every model file must compile."""
+    python = _python(TRITON_PYTHON)
+    if python is None:
+        pytest.skip(f"no Python {TRITON_PYTHON} interpreter here (the Triton image's Python)")
+    venv = tmp_path / "venv"
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "numpy==1.26.4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if install.returncode != 0:
+        pytest.skip(f"numpy for Python {TRITON_PYTHON} not installable: {install.stderr[-300:]}")
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", IMPORT_CHECK, str(tmp_path)],
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "(3, 10)"
