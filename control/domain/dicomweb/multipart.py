@@ -116,7 +116,10 @@ class RelatedReader:
                         code="part_too_large",
                         detail={"part": len(self.parts) + 1},
                     )
-                self.parts.append(Part(self._headers, bytes(buffer[:index])))
+                # One copy of the part (slicing the bytearray first would make two).
+                with memoryview(buffer) as view:
+                    content = bytes(view[:index])
+                self.parts.append(Part(self._headers, content))
                 self._headers = {}
             del buffer[: index + len(self._delimiter)]
             self._search_from = 0
