@@ -254,6 +254,8 @@ def synth_ct(out: Path, config: CtSynthConfig) -> dict[str, object]:
     if config.n_studies < 1 or config.size < 32 or not 4 <= config.min_slices <= config.max_slices:
         raise ValueError("need n_studies >= 1, size >= 32 and 4 <= min_slices <= max_slices")
     _check_weak_group(config.weak_group, config.weak_factor)
+    if config.weak_group is not None and config.weak_group[0] == "race":
+        raise ValueError("the RSNA layout carries no race: weak_group must be sex or age_band")
     out = Path(out)
     images = out / RSNA_IMAGES
     images.mkdir(parents=True, exist_ok=True)
