@@ -62,14 +62,25 @@ def test_manifests_validate_against_kubernetes_schemas(rendered, value_set, vers
         kubernetes_validate.validate(manifest, version, strict=True)
 
 
-def test_an_invalid_manifest_fails_validation():
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    bad = {
+INVALID_MANIFESTS = [
+    {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "x"},
         "spec": {"replicas": "two", "selector": {}, "template": {}},
-    }
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": 80}], "selektor": {"app": "x"}},
+    },
+]
+
+
+@pytest.mark.parametrize("bad", INVALID_MANIFESTS, ids=["wrong-type", "unknown-field"])
+def test_an_invalid_manifest_fails_validation(bad):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, "1.30.0", strict=True)
 
