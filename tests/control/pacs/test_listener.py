@@ -351,3 +351,18 @@ def test_spool_is_empty_after_associations(node: ListenerNode) -> None:
         node.wait_until("SELECT 0", 1, timeout_s=0.2)
         leftovers = [p for p in spool.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_sigterm_stops_cleanly_after_storing(tmp_path: Path) -> None:
+    """SIGTERM right after an association: the listener stores what it spooled, audits
+    the association, empties the spool and exits with status 0."""
+    with start_listener(tmp_path, {"PYSCU": ("pacs-bridge", "integration")}) as own:
+        study = generate_uid()
+        assoc = scu().associate("127.0.0.1", own.port, ae_title=own.ae_title)
+        assert assoc.send_c_store(dcmread(BytesIO(chest_dx(64, study_uid=study)))).Status == 0
+        assoc.release()
+        own.process.terminate()
+        assert own.process.wait(timeout=60) == 0, own.log_tail()
+        assert own.query(instance_count(own, study))[0][0] == 1
+        assert len(audit_entries(own, "dicom.association")) == 1
+        assert [p for p in (own.data_dir / "dicom-spool").rglob("*") if p.is_file()] == []
