@@ -167,7 +167,7 @@ async def store_parts(
         else:
             files.append((f"part-{index + 1}", part.content))
     result, rejected = (
-        await IngestService(session, store, settings).ingest_each(files, actor)
+        await IngestService(session, store, settings, source="stow").ingest_each(files, actor)
         if files
         else (IngestResult([]), [])
     )

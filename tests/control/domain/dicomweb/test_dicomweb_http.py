@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
+from control.observability.metrics import INGEST_INSTANCES
 from tests.control.domain.dicomweb.helpers import (
     FAILED_SOP_SEQUENCE,
     FAILURE_REASON,
@@ -50,6 +51,9 @@ async def test_stow_stores_all_and_answers_200_with_pseudonymous_uids(client, ac
     study_url = values(body, RETRIEVE_URL)[0]
     assert "/dicomweb/studies/2.25." in study_url
     assert values(item, RETRIEVE_URL)[0].startswith(study_url + "/series/")
+    # Counted as arriving through STOW-RS (not as an HTTP upload) in the ingest metrics.
+    stow = INGEST_INSTANCES.labels("stow", "CT", "stored")._value.get()
+    assert stow >= 1
 
 
 async def test_stow_mixed_batch_202_and_all_failed_409(client, accounts) -> None:
