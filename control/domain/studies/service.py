@@ -341,6 +341,21 @@ class IngestService:
         if link is not None and link.identity_encrypted is None:
             link.identity_encrypted = self._sealed_identity(prepared)
 
+    async def _complete_instance_record(self, stored: Instance, instance: PreparedInstance) -> None:
+        """Give an instance stored before re-identification records existed the UID map this
+        re-sent copy carries (so results that reference it can be re-identified)."""
+        if not instance.original_uids:
+            return
+        linked = await self.session.scalar(
+            select(InstanceLink.id).where(InstanceLink.instance_id == stored.id)
+        )
+        if linked is None:
+            self.session.add(
+                InstanceLink(
+                    instance_id=stored.id, uids_encrypted=self.records.seal(instance.original_uids)
+                )
+            )
+
     async def _check_may_add_to(
         self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
     ) -> None:
@@ -441,6 +456,7 @@ class IngestService:
         if stored is not None:
             if stored.sha256 != instance.sha256:
                 await self._check_same_content(stored, instance)
+            await self._complete_instance_record(stored, instance)
             return False
         series = await self._series(study, instance)
         key = instance_key(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from control.db.models import AuditEntry, InstanceLink, ResultExport, Study, StudyLink
 from control.domain.audit.chain import SYSTEM
@@ -127,6 +127,29 @@ async def test_the_dicom_network_paths_keep_the_record_too(app, client, settings
     study = await _study(app, str(result.studies[0].study_id))
     async with app.state.session_factory() as session:
         record = await load_record(session, study, RecordCipher(settings.key("reid")), SYSTEM, {})
+    assert record is not None
+    assert record.identifying["PatientID"] == ORIGINAL["PatientID"]
+    assert ds.SOPInstanceUID in set(record.uid_map.values())
+
+
+async def test_a_study_stored_before_records_gets_one_when_it_is_sent_again(
+    app, client, accounts, settings
+):
+    """Studies stored before migration 0007 have no record; a PACS re-sending them fills it."""
+    ds = identified_dx()
+    body = await upload(client, accounts["pacs1"], ("chest.dcm", dicom_bytes(ds)))
+    study = await _study(app, body["study_ids"][0])
+    async with app.state.session_factory() as session:  # as before migration 0007
+        await session.execute(delete(InstanceLink))
+        await session.execute(update(StudyLink).values(identity_encrypted=None))
+        await session.commit()
+        cipher = RecordCipher(settings.key("reid"))
+        assert await load_record(session, study, cipher, SYSTEM, {}) is None
+
+    await upload(client, accounts["pacs1"], ("chest.dcm", dicom_bytes(ds)), expected=200)
+
+    async with app.state.session_factory() as session:
+        record = await load_record(session, study, cipher, SYSTEM, {})
     assert record is not None
     assert record.identifying["PatientID"] == ORIGINAL["PatientID"]
     assert ds.SOPInstanceUID in set(record.uid_map.values())
