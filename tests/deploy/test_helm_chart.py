@@ -619,3 +619,25 @@ def test_image_pull_secrets_reach_every_pod(chart):
     assert len(specs) >= 6
     for where, spec in specs:
         assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}], where
+
+
+def test_triton_joins_traces_only_when_asked(rendered):
+    def triton_args(value_set):
+        deployment = named(rendered[value_set], "Deployment", component("triton"))
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert not [arg for arg in triton_args("default") if arg.startswith("--trace-config")]
+    args = triton_args("external-services")
+    assert "--trace-config=mode=opentelemetry" in args
+    assert "--trace-config=rate=0" in args and "--trace-config=count=-1" in args
+    url = load_values("external-services")["otel"]["tritonEndpoint"]
+    assert f"--trace-config=opentelemetry,url={url}" in args
+    api = named(rendered["external-services"], "Deployment", component("api"))
+    env = {
+        item["name"]: item.get("value")
+        for item in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert (
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] == load_values("external-services")["otel"]["endpoint"]
+    )
+    assert "OTEL_SERVICE_NAME" not in env

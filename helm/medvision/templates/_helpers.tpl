@@ -88,8 +88,6 @@ secretKeyRef:
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.otel.endpoint | quote }}
 {{- end }}
-- name: OTEL_SERVICE_NAME
-  value: medvision
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: {{ printf "deployment.environment=%s,k8s.namespace.name=%s" .Release.Name .Release.Namespace | quote }}
 {{- end -}}
