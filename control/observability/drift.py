@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Finding
@@ -144,19 +144,18 @@ def compare(
     return results
 
 
-async def recent_versions(session: AsyncSession, model: str) -> list[str]:
-    """The model versions of ``model`` that have findings, most recently used first."""
+async def recent_versions(session: AsyncSession, model: str, limit: int = 20) -> list[str]:
+    """The model versions of ``model`` that have findings, most recently used first (at most
+    ``limit``: older versions no longer serve and their drift no longer matters)."""
+    last_used = func.max(Finding.created_at)
     rows = await session.execute(
-        select(Finding.model_version, Finding.created_at)
+        select(Finding.model_version, last_used)
         .where(Finding.model_name == model)
-        .order_by(Finding.created_at.desc())
-        .limit(10_000)
+        .group_by(Finding.model_version)
+        .order_by(last_used.desc())
+        .limit(limit)
     )
-    versions: list[str] = []
-    for version, _created in rows:
-        if version not in versions:
-            versions.append(version)
-    return versions
+    return [version for version, _last in rows]
 
 
 async def window_samples(
