@@ -22,7 +22,8 @@ def worker() -> None:
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_json)
-    upgrade(settings)
+    if settings.migrate_on_startup:  # off for a PostgreSQL runtime role that owns nothing
+        upgrade(settings)
     typer.echo(f"MedVision worker: database {settings.backend} store, Triton {settings.triton_url}")
 
     async def main() -> None:

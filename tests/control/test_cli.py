@@ -149,3 +149,27 @@ def test_serve_sends_security_headers_and_no_server_header(env, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_worker_leaves_the_schema_alone_when_migrations_are_off(env, tmp_path):
+    """A worker running as a PostgreSQL runtime role (owning nothing) must not migrate."""
+    import sqlite3
+
+    worker = subprocess.Popen(
+        [*CLI, "worker"],
+        env={**env, "MEDVISION_MIGRATE_ON_STARTUP": "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert "MedVision worker" in worker.stdout.readline()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    database = tmp_path / "var" / "medvision.db"
+    tables = []
+    if database.exists():
+        with sqlite3.connect(database) as connection:
+            tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
+    assert "alembic_version" not in tables and "cases" not in tables, tables
