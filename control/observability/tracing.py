@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -192,3 +193,14 @@ class HttpTracingMiddleware:
                 await send(message)
 
             await self.app(scope, receive, traced_send)
+
+
+@contextmanager
+def ingest_span(source: str, files: int) -> Iterator[trace.Span]:
+    """The span of one ingest (an HTTP upload, a C-STORE batch, a STOW-RS request), by
+    ``source``. Under an HTTP request it is that request's child; where nothing traced called
+    it (the DICOM listener) it starts the trace, so the jobs it queues carry it either way."""
+    with tracer().start_as_current_span(
+        f"ingest {source}", attributes={"medvision.source": source, "medvision.files": files}
+    ) as span:
+        yield span

@@ -90,6 +90,13 @@ class RecordingGrpc:
         return None
 
 
+def _worker(app: Any, settings: Any) -> tuple[Worker, RecordingGrpc]:
+    grpc = RecordingGrpc()
+    triton = TritonClient("127.0.0.1:1", use_shared_memory=False)
+    triton._client = grpc  # type: ignore[assignment]
+    return Worker(settings, app.state.session_factory, app.state.store, triton=triton), grpc
+
+
 def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
     found = [span for span in spans if span.name == name]
     assert len(found) == 1, [span.name for span in spans]
@@ -110,25 +117,24 @@ def test_tracing_is_off_unless_the_otel_variables_ask() -> None:
 async def test_one_trace_from_upload_to_stored_findings(app, client, accounts, settings) -> None:
     EXPORTER.clear()
     case_id = await upload_chest(client, accounts["admin1"])
-    grpc = RecordingGrpc()
-    triton = TritonClient("127.0.0.1:1", use_shared_memory=False)
-    triton._client = grpc  # type: ignore[assignment]
-    worker = Worker(settings, app.state.session_factory, app.state.store, triton=triton)
+    worker, grpc = _worker(app, settings)
     assert await worker.run_once()
 
     spans = list(EXPORTER.get_finished_spans())
     upload = _one(spans, "POST /api/studies")
+    ingest = _one(spans, "ingest http")
     job = _one(spans, "inference.job cxr")
     infer = _one(spans, "triton.infer cxr")
     results = _one(spans, "inference.store_results")
     assert {span.context.trace_id for span in spans} == {upload.context.trace_id}
     assert upload.parent is None and upload.kind == trace.SpanKind.SERVER
-    assert job.parent is not None and job.parent.span_id == upload.context.span_id
+    assert ingest.parent is not None and ingest.parent.span_id == upload.context.span_id
+    assert job.parent is not None and job.parent.span_id == ingest.context.span_id
     assert infer.parent is not None and infer.parent.span_id == job.context.span_id
     assert results.parent is not None and results.parent.span_id == job.context.span_id
     audits = [span for span in spans if span.name == "audit.append"]
     under = {span.attributes["audit.action"]: span.parent.span_id for span in audits if span.parent}
-    assert under["study.ingested"] == upload.context.span_id
+    assert under["study.ingested"] == ingest.context.span_id
     assert under["inference.completed"] == results.context.span_id
     # Span attributes: ids, model and version, never PHI.
     assert job.attributes["medvision.case_id"] == case_id
@@ -141,6 +147,31 @@ async def test_one_trace_from_upload_to_stored_findings(app, client, accounts, s
     span_id = format(infer.context.span_id, "016x")
     assert len(grpc.headers) == 1 and grpc.headers[0] is not None
     assert grpc.headers[0]["traceparent"] == f"00-{trace_id}-{span_id}-01"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_dicom_batch_starts_the_trace_its_job_continues(app, client, settings) -> None:
+    """The DICOM listener calls IngestService(source="dimse") outside any request: the
+    ingest span is the root, and the worker's job continues it."""
+    from control.domain.audit.chain import Actor
+    from control.domain.studies.service import IngestService
+    from tests.fixtures.dx import chest_dx
+
+    EXPORTER.clear()
+    async with app.state.session_factory() as session:
+        service = IngestService(session, app.state.store, settings, source="dimse")
+        result, rejected = await service.ingest_each(
+            [("1.dcm", chest_dx(64, seed=5))], Actor("pacs", "integration")
+        )
+    assert not rejected and result.queued_anything
+    worker, _grpc = _worker(app, settings)
+    assert await worker.run_once()
+    spans = list(EXPORTER.get_finished_spans())
+    ingest = _one(spans, "ingest dimse")
+    job = _one(spans, "inference.job cxr")
+    assert ingest.parent is None and ingest.attributes["medvision.source"] == "dimse"
+    assert job.context.trace_id == ingest.context.trace_id
+    assert job.parent is not None and job.parent.span_id == ingest.context.span_id
 
 
 class OtlpJsonReceiver:

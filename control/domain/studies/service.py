@@ -32,6 +32,7 @@ from control.domain.studies.prepare import (
 from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
 from control.inference.scheduling import schedule_case
 from control.observability.metrics import record_ingest
+from control.observability.tracing import ingest_span
 from control.results.records import RecordCipher
 from control.storage import ObjectStore, instance_key
 
@@ -98,16 +99,17 @@ class IngestService:
         ``race_ethnicity`` is recorded only on a study this upload creates. ``uploader`` is
         the API caller: a radiologist may add images only to studies whose case they see.
         """
-        limits = UploadLimits.from_settings(self.settings)
-        key = self.settings.key("deid")
-        try:
-            prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
-            result = await self._store_with_retries(prepared, actor, race_ethnicity, uploader)
-        except MedVisionError as exc:  # all or nothing: every file of the upload is rejected
-            record_ingest(self.source, None, f"rejected:{exc.code}", len(files))
-            raise
-        self._count(prepared, result, [])
-        return result
+        with ingest_span(self.source, len(files)):  # the trace the queued jobs continue
+            limits = UploadLimits.from_settings(self.settings)
+            key = self.settings.key("deid")
+            try:
+                prepared = await anyio.to_thread.run_sync(prepare_upload, files, limits, key)
+                result = await self._store_with_retries(prepared, actor, race_ethnicity, uploader)
+            except MedVisionError as exc:  # all or nothing: every file of the upload is rejected
+                record_ingest(self.source, None, f"rejected:{exc.code}", len(files))
+                raise
+            self._count(prepared, result, [])
+            return result
 
     async def ingest_each(
         self, files: list[tuple[str, bytes]], actor: Actor
@@ -119,22 +121,23 @@ class IngestService:
         the rejected list with its error, and everything else is stored in one transaction.
         File names must be unique within the batch.
         """
-        limits = UploadLimits.from_settings(self.settings)
-        key = self.settings.key("deid")
-        prepared, rejected = await anyio.to_thread.run_sync(prepare_each, files, limits, key)
-        while any(study.instances for study in prepared):
-            try:
-                result = await self._store_with_retries(prepared, actor, None, None)
-                self._count(prepared, result, rejected)
-                return result, rejected
-            except MedVisionError as exc:
-                # The failed transaction was rolled back; retry without the file it names.
-                filename = exc.detail.get("filename")
-                if not _drop_file(prepared, filename):
-                    raise
-                rejected.append(RejectedFile(str(filename), exc))
-        self._count(prepared, IngestResult([]), rejected)
-        return IngestResult([]), rejected
+        with ingest_span(self.source, len(files)):  # the trace the queued jobs continue
+            limits = UploadLimits.from_settings(self.settings)
+            key = self.settings.key("deid")
+            prepared, rejected = await anyio.to_thread.run_sync(prepare_each, files, limits, key)
+            while any(study.instances for study in prepared):
+                try:
+                    result = await self._store_with_retries(prepared, actor, None, None)
+                    self._count(prepared, result, rejected)
+                    return result, rejected
+                except MedVisionError as exc:
+                    # The failed transaction was rolled back; retry without the file it names.
+                    filename = exc.detail.get("filename")
+                    if not _drop_file(prepared, filename):
+                        raise
+                    rejected.append(RejectedFile(str(filename), exc))
+            self._count(prepared, IngestResult([]), rejected)
+            return IngestResult([]), rejected
 
     def _count(
         self, prepared: list[PreparedStudy], result: IngestResult, rejected: list[RejectedFile]
