@@ -42,6 +42,7 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -584,6 +585,9 @@ async def serve(
     from control.db.migrate import upgrade
     from control.storage import build_store
 
+    # pynetdicom logs every request at INFO and whole DIMSE messages (original UIDs) at
+    # DEBUG; the listener's own lines say what happened without them.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     if settings.migrate_on_startup:
         await asyncio.to_thread(upgrade, settings)
     engine = create_engine(settings)

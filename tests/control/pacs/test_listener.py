@@ -353,6 +353,25 @@ def test_spool_is_empty_after_associations(node: ListenerNode) -> None:
     assert leftovers == []
 
 
+def test_listener_log_holds_no_identifiers(node: ListenerNode) -> None:
+    """After the tests above, the listener's log names no patient and no original UID of
+    what was sent (the generated patients' names and IDs, pydicom's CT_small study)."""
+    text = node.log_path.read_text(errors="replace")
+    ct_small = get_testdata_file("CT_small.dcm")
+    assert ct_small is not None
+    header = dcmread(ct_small, stop_before_pixels=True)
+    for value in (
+        "Synthetic^",
+        "SYNTH-CXR",
+        "SYNTH-CT",
+        str(header.StudyInstanceUID),
+        str(header.SOPInstanceUID),
+        str(header.PatientName),
+    ):
+        assert value not in text
+    assert "dicom_association_closed" in text
+
+
 def test_sigterm_stops_cleanly_after_storing(tmp_path: Path) -> None:
     """SIGTERM right after an association: the listener stores what it spooled, audits
     the association, empties the spool and exits with status 0."""
