@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +29,7 @@ from control.dicom.deid import pseudonymous_uid
 from tests.fixtures.ct import ct_slice
 from tests.fixtures.dicom_listener import PASSWORD, ListenerNode, start_listener
 from tests.fixtures.dx import DX_FOR_PRESENTATION, chest_dx
+from tests.fixtures.orthanc import start_orthanc
 
 STORESCU = shutil.which("storescu")
 ECHOSCU = shutil.which("echoscu")
@@ -40,6 +42,7 @@ ACCOUNTS = {
     "STORESCU": ("pacs-bridge", "integration"),
     "PYSCU": ("pacs-bridge", "integration"),
     "RADAE": ("rad-mapped", "radiologist"),
+    "ORTHANC": ("pacs-bridge", "integration"),
 }
 VERIFICATION = "1.2.840.10008.1.1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -351,6 +354,27 @@ def test_spool_is_empty_after_associations(node: ListenerNode) -> None:
         node.wait_until("SELECT 0", 1, timeout_s=0.2)
         leftovers = [p for p in spool.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_orthanc_pushes_a_study_to_the_listener(node: ListenerNode, tmp_path: Path) -> None:
+    """A real PACS peer: Orthanc, given MedVision as a DICOM modality, C-STOREs a study it
+    holds (a generated 3-slice CT series) to the listener; it lands as one case."""
+    study, series = generate_uid(), generate_uid()
+    slices = [ct_slice(64, study_uid=study, series_uid=series, index=i) for i in range(3)]
+    peers = {"MEDVISION": (node.ae_title, "127.0.0.1", node.port)}
+    with start_orthanc(tmp_path / "orthanc", modalities=peers) as pacs:
+        for data in slices:
+            request = urllib.request.Request(f"{pacs.url}/instances", data=data, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+        ids = [instance["ID"] for instance in pacs.instances_of_study(study)]
+        assert len(ids) == 3
+        answer = pacs.post_json("/modalities/MEDVISION/store", {"Resources": ids})
+        assert answer.get("FailedInstancesCount", 0) == 0, answer
+    assert node.wait_until(instance_count(node, study), 3) == 3, node.log_tail()
+    assert node.query(case_count(node, study))[0][0] == 1
+    calling = [e["details"]["calling_ae"] for e in audit_entries(node, "dicom.association")]  # type: ignore[index]
+    assert "ORTHANC" in calling
 
 
 def test_listener_log_holds_no_identifiers(node: ListenerNode) -> None:
