@@ -377,6 +377,26 @@ def test_orthanc_pushes_a_study_to_the_listener(node: ListenerNode, tmp_path: Pa
     assert "ORTHANC" in calling
 
 
+def test_associations_beyond_the_maximum_are_rejected_transiently(node: ListenerNode) -> None:
+    """With MEDVISION_DICOM_MAX_ASSOCIATIONS (10) open, the next request gets A-ASSOCIATE-RJ
+    rejected-transient, local limit exceeded; once one is released, associating works."""
+    held = [scu().associate("127.0.0.1", node.port, ae_title=node.ae_title) for _ in range(10)]
+    try:
+        assert all(assoc.is_established for assoc in held)
+        extra = scu().associate("127.0.0.1", node.port, ae_title=node.ae_title)
+        assert extra.is_rejected
+        primitive = extra.acceptor.primitive
+        assert primitive is not None
+        assert (primitive.result, primitive.result_source, primitive.diagnostic) == (2, 3, 2)
+    finally:
+        for assoc in held:
+            assoc.release()
+    again = scu().associate("127.0.0.1", node.port, ae_title=node.ae_title)
+    assert again.is_established
+    assert again.send_c_echo().Status == 0
+    again.release()
+
+
 def test_listener_log_holds_no_identifiers(node: ListenerNode) -> None:
     """After the tests above, the listener's log names no patient and no original UID of
     what was sent (the generated patients' names and IDs, pydicom's CT_small study)."""
