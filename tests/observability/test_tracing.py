@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -272,3 +273,63 @@ async def test_tritons_own_spans_join_the_upload_trace(
     assert request["parentSpanId"] == format(infer.context.span_id, "016x")
     ensemble = [s for s in receiver.spans if s["name"] == "cxr" and s["traceId"] == trace_id]
     assert ensemble and ensemble[0]["parentSpanId"] == request["spanId"]
+
+
+def test_the_otel_variables_send_spans_to_an_otlp_collector(tmp_path) -> None:
+    """A process configured only by OTEL_* exports over OTLP/gRPC (to a receiver built on
+    the OTLP protocol's own generated service here, standing in for a collector)."""
+    import subprocess
+    import sys
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    received: list[Any] = []
+
+    class Collector(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Collector(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    script = (
+        "from opentelemetry import trace\n"
+        "from control.observability.tracing import configure_tracing, tracer\n"
+        "assert configure_tracing('medvision-control')\n"
+        "with tracer().start_as_current_span('ingest http'):\n"
+        "    pass\n"
+        "trace.get_tracer_provider().shutdown()\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop(grace=None)
+    assert done.returncode == 0, done.stderr
+    spans = [
+        (resource.resource, span.name)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [name for _resource, name in spans] == ["ingest http"]
+    attributes = {a.key: a.value.string_value for a in spans[0][0].attributes}
+    assert attributes["service.name"] == "medvision-control"
+    assert attributes["deployment.environment"] == "test"
