@@ -22,6 +22,8 @@ the finding's recorded provenance. All values here are MedVision's pseudonymous 
 from __future__ import annotations
 
 import io
+import uuid
+from dataclasses import dataclass
 
 import anyio.to_thread
 import numpy as np
@@ -30,7 +32,7 @@ import pydicom
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.config import Settings
-from control.db.models import Case, DecisionAction, Finding, Instance, Series, User
+from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series, User
 from control.domain.findings.service import current_decision
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.volumes import nifti_image
@@ -40,10 +42,12 @@ from control.results.jobs import BRATS_SEG, BRATS_SR, CXR_SR_PRELIMINARY, result
 from control.storage import ObjectStore
 
 __all__ = [
+    "CaseFacts",
     "algorithm_of",
     "collect_brats",
     "collect_cxr",
     "cxr_readings",
+    "load_facts",
     "mask_in_force",
     "verifier_of",
 ]
@@ -135,28 +139,58 @@ async def _dataset(
     )
 
 
-async def collect_cxr(
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the database says about one result object, read in one short transaction (no
+    connection is held while objects are fetched and built)."""
+
+    case: Case  # with its study, series and instances loaded
+    finding: Finding  # with its decisions loaded
+    instance: Instance | None  # the radiograph of a classification finding
+    verifier: Verifier | None  # None for a preliminary object
+
+
+async def load_facts(
     session: AsyncSession,
-    store: ObjectStore,
+    case_id: uuid.UUID,
+    finding_id: uuid.UUID,
     settings: Settings,
-    case: Case,
-    finding: Finding,
-    object_name: str,
+    *,
+    preliminary: bool,
+) -> CaseFacts:
+    """The case, finding, source radiograph and verifier of one result object.
+
+    NotFoundError ``case_not_found`` / ``instance_not_found`` when they are gone.
+    """
+    case = await session.get(Case, case_id)
+    finding = await session.get(Finding, finding_id)
+    if case is None or finding is None or finding.case_id != case.id:
+        raise NotFoundError("the case or its finding is gone", code="case_not_found")
+    instance = None
+    if finding.kind == FindingKind.CLASSIFICATION:
+        instance = await session.get(Instance, finding.instance_id) if finding.instance_id else None
+        if instance is None:
+            raise NotFoundError("the finding's image was removed", code="instance_not_found")
+    verifier = None if preliminary else await verifier_of(session, case, settings)
+    return CaseFacts(case, finding, instance, verifier)
+
+
+async def collect_cxr(
+    store: ObjectStore, settings: Settings, facts: CaseFacts, object_name: str
 ) -> CxrReport:
-    """The chest X-ray SR content of ``finding`` (preliminary for ``cxr-sr-preliminary``)."""
-    if finding.instance_id is None:
-        raise NotFoundError("the finding's image was removed", code="instance_not_found")
-    instance = await session.get(Instance, finding.instance_id)
-    if instance is None:
-        raise NotFoundError("the finding's image was removed", code="instance_not_found")
+    """The chest X-ray SR content of ``facts.finding`` (preliminary for
+    ``cxr-sr-preliminary``, which has no verifier)."""
+    assert facts.instance is not None
     preliminary = object_name == CXR_SR_PRELIMINARY
-    series_uid, sop_uid = result_uids(settings.key("deid"), case.id, finding.id, object_name)
+    series_uid, sop_uid = result_uids(
+        settings.key("deid"), facts.case.id, facts.finding.id, object_name
+    )
     return CxrReport(
-        source_images=[await _dataset(store, instance, pixels=False)],
-        readings=cxr_readings(finding),
-        algorithm=algorithm_of(finding),
-        verifier=None if preliminary else await verifier_of(session, case, settings),
-        note=None if preliminary else case.sign_off_note,
+        source_images=[await _dataset(store, facts.instance, pixels=False)],
+        readings=cxr_readings(facts.finding),
+        algorithm=algorithm_of(facts.finding),
+        verifier=None if preliminary else facts.verifier,
+        note=None if preliminary else facts.case.sign_off_note,
         series_instance_uid=series_uid,
         sop_instance_uid=sop_uid,
         preliminary=preliminary,
@@ -179,13 +213,12 @@ def _label_map(payload: bytes) -> npt.NDArray[np.uint8]:
     return np.asarray(image.dataobj).astype(np.uint8)
 
 
-async def collect_brats(
-    session: AsyncSession, store: ObjectStore, settings: Settings, case: Case, finding: Finding
-) -> BratsResult:
-    """The brain MRI SEG + SR content of ``finding``: the mask in force on the FLAIR series.
-
-    InvalidInputError ``mask_grid_mismatch`` when the mask is not on the FLAIR series' grid.
-    """
+async def collect_brats(store: ObjectStore, settings: Settings, facts: CaseFacts) -> BratsResult:
+    """The brain MRI SEG + SR content of ``facts.finding``: the mask in force on the FLAIR
+    series. InvalidInputError ``mask_grid_mismatch`` when the mask is not on that grid."""
+    case, finding = facts.case, facts.finding
+    if facts.verifier is None:
+        raise InvalidInputError("the case is not signed off", code="case_not_signed_off")
     series = flair_series(case, settings)
     sources = [await _dataset(store, instance) for instance in series.instances]
     key, sha256, source = mask_in_force(finding)
@@ -207,7 +240,7 @@ async def collect_brats(
         region_ml=region_ml_in_force(finding),
         mask_source=source,
         algorithm=algorithm_of(finding),
-        verifier=await verifier_of(session, case, settings),
+        verifier=facts.verifier,
         note=case.sign_off_note,
         seg_series_uid=seg_series,
         seg_sop_uid=seg_sop,

@@ -294,6 +294,28 @@ async def claim(
             return claimed
 
 
+async def renew_lease(
+    session_factory: async_sessionmaker[AsyncSession],
+    claimed: ClaimedExport,
+    worker_id: str,
+    lease_s: float,
+) -> bool:
+    """Extend this worker's lease on an export it is sending; False when it is no longer its
+    own (the lease expired and another worker took it)."""
+    async with session_factory() as session:
+        result = await session.execute(
+            update(ResultExport)
+            .where(
+                ResultExport.id == claimed.id,
+                ResultExport.status == ExportStatus.SENDING,
+                ResultExport.lease_owner == worker_id,
+            )
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        )
+        await session.commit()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def held(
     session: AsyncSession, claimed: ClaimedExport, worker_id: str
 ) -> ResultExport | None:

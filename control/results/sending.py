@@ -29,12 +29,12 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
-from control.db.models import Case, ExportStatus, Finding
+from control.db.models import ExportStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM
 from control.errors import MedVisionError
 from control.results import jobs
-from control.results.collect import collect_brats, collect_cxr
+from control.results.collect import CaseFacts, collect_brats, collect_cxr, load_facts
 from control.results.destinations import CStoreDestination, StowDestination, find_destination
 from control.results.jobs import BRATS_SEG, ClaimedExport
 from control.results.records import RecordCipher, load_record
@@ -200,6 +200,8 @@ class ExportSender:
         claimed = await jobs.claim(self.session_factory, self.worker_id, self.settings)
         if claimed is None:
             return False
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
         try:
             status = await self._attempt(claimed)
         except SendFailure as failure:
@@ -213,7 +215,25 @@ class ExportSender:
             )
         else:
             await self._record_sent(claimed, status)
+        finally:
+            done.set()
+            await heartbeat
         return True
+
+    async def _keep_lease(self, claimed: ClaimedExport, done: asyncio.Event) -> None:
+        """Renew the lease every third of it while the attempt runs (a large SEG to a slow
+        PACS may outlast one lease), so no other worker sends the same export meanwhile."""
+        interval = max(self.settings.job_lease_s / 3, 0.2)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), interval)
+                return
+            try:
+                await jobs.renew_lease(
+                    self.session_factory, claimed, self.worker_id, self.settings.job_lease_s
+                )
+            except Exception:
+                logger.warning("export %s: could not renew its lease", claimed.id)
 
     async def _attempt(self, claimed: ClaimedExport) -> int:
         destination = find_destination(self.settings.dicom_destinations, claimed.destination)
@@ -223,15 +243,24 @@ class ExportSender:
                 f"no destination {claimed.destination!r} is configured",
                 retryable=False,
             )
+        if claimed.finding_id is None:
+            raise SendFailure("case_not_found", "the export has no finding", retryable=False)
+        preliminary = claimed.object_name == jobs.CXR_SR_PRELIMINARY
+        # Short transactions: none is open while objects are fetched, built or sent.
         async with self.session_factory() as session:
-            case = await session.get(Case, claimed.case_id)
-            finding = await session.get(Finding, claimed.finding_id) if claimed.finding_id else None
-            if case is None or finding is None:
-                raise SendFailure("case_not_found", "the case or finding is gone", retryable=False)
-            built = await self._build(session, case, finding, claimed)  # pseudonymous
+            facts = await load_facts(
+                session,
+                claimed.case_id,
+                claimed.finding_id,
+                self.settings,
+                preliminary=preliminary,
+            )
+            await session.commit()  # ends the read; the loaded rows stay usable
+        built = await self._build(facts, claimed)  # pseudonymous
+        async with self.session_factory() as session:
             record = await load_record(
                 session,
-                case.study,
+                facts.case.study,
                 self.cipher,
                 SYSTEM,
                 {
@@ -254,19 +283,15 @@ class ExportSender:
             )
         return await send_stow(outgoing, destination, timeout_s)
 
-    async def _build(
-        self, session: AsyncSession, case: Case, finding: Finding, claimed: ClaimedExport
-    ) -> pydicom.Dataset:
+    async def _build(self, facts: CaseFacts, claimed: ClaimedExport) -> pydicom.Dataset:
         """The result object of ``claimed``, built from MedVision's pseudonymous content."""
         if claimed.object_name in (jobs.CXR_SR, jobs.CXR_SR_PRELIMINARY):
-            report = await collect_cxr(
-                session, self.store, self.settings, case, finding, claimed.object_name
-            )
+            report = await collect_cxr(self.store, self.settings, facts, claimed.object_name)
 
             def build() -> pydicom.Dataset:
                 return build_cxr_sr(report)
         else:
-            result = await collect_brats(session, self.store, self.settings, case, finding)
+            result = await collect_brats(self.store, self.settings, facts)
 
             def build() -> pydicom.Dataset:
                 seg = build_brats_seg(result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,8 @@ class FlakyStoreSCP:
         self.received: list[pydicom.Dataset] = []
         self.answered: list[int] = []
         self.calling_aes: list[str] = []
+        #: Seconds each C-STORE takes before it is answered (a slow PACS).
+        self.delay_s = 0.0
         self._server: Any = None
         self._lock = threading.Lock()
 
@@ -186,6 +189,7 @@ class FlakyStoreSCP:
             self._server = None
 
     def _on_store(self, event: Any) -> int:
+        time.sleep(self.delay_s)
         ds = event.dataset
         ds.file_meta = event.file_meta
         with self._lock:

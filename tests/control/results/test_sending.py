@@ -392,3 +392,22 @@ async def test_an_admin_sends_failed_exports_again(app, client, accounts, sender
     assert response.status_code == 409 and response.json()["code"] == "no_failed_exports"
     actions = [e.action for e in await _actions(app, case_id)]
     assert actions.count("result.exports_requeued") == 1
+
+
+async def test_a_slow_send_keeps_its_lease(app, client, accounts, settings, peer):
+    """A send that outlasts one lease renews it: another worker does not send it again."""
+    short = settings.model_copy(update={"job_lease_s": 1.0})
+    factory, store = app.state.session_factory, app.state.store
+    first, second = (ExportSender(short, factory, store, name) for name in ("a", "b"))
+    peer.delay_s = 2.5
+    peer.start()
+    case_id, _original = await _signed_case(app, client, accounts)
+
+    sending = asyncio.create_task(first.run_once())
+    await asyncio.sleep(1.8)  # the first lease has run out by now
+    assert await second.run_once() is False
+    assert await sending is True
+
+    export = await _export(app, case_id)
+    assert export.status == ExportStatus.SENT and export.attempts == 1
+    assert len(peer.received) == 1
