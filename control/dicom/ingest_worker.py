@@ -88,7 +88,7 @@ async def _ingest(worker: _Worker, files: list[tuple[str, bytes]], actor: Actor)
     from control.domain.studies.service import IngestService
 
     async with worker.session_factory() as session:
-        service = IngestService(session, worker.store, worker.settings)
+        service = IngestService(session, worker.store, worker.settings, source="dimse")
         result, rejected = await service.ingest_each(files, actor)
     return BatchOutcome(
         ok=True,
