@@ -14,12 +14,12 @@ from typing import Any
 
 log = logging.getLogger("medvision.demo")
 
-#: The CT head demo: synthetic RSNA-layout data, task and training settings (docs/ct_head.md
-#: records what they reach on the held-out split).
-DEMO_CT_DATA: dict[str, Any] = {"n_studies": 120, "size": 64, "seed": 0}
+#: The CT head demo: synthetic RSNA-layout data, task and training settings (about 80 s on
+#: two CPU cores; docs/ct_head.md records what they reach on the held-out split).
+DEMO_CT_DATA: dict[str, Any] = {"n_studies": 60, "size": 64, "seed": 0}
 DEMO_CT_TASK: dict[str, Any] = {"preset": "demo", "size": 64, "context": 1}
 DEMO_CT_TRAINING: dict[str, Any] = {
-    "epochs": 8, "batch_size": 32, "lr": 3e-3, "precision": "fp32", "workers": 0, "seed": 0,
+    "epochs": 5, "batch_size": 32, "lr": 3e-3, "precision": "fp32", "workers": 0, "seed": 0,
 }  # fmt: skip
 
 BANNER = (
