@@ -60,7 +60,7 @@ def ingest(
     async def run() -> None:
         store = build_store(settings)
         async with session_scope(settings) as session:
-            service = IngestService(session, store, settings)
+            service = IngestService(session, store, settings, source="cli")
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -151,6 +151,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cases/{case_id}/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * ListExports
+         * @description What was sent where after sign-off: one entry per destination and result object,
+         *     with its status (pending, sending, sent, failed, skipped), attempts and last error.
+         *     Visible to whoever may see the case (404 otherwise).
+         */
+        get: operations["listCaseExports"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/exports/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * RetryExports
+         * @description Send the case's failed exports again (admins; after fixing a destination): they
+         *     go back to ``pending`` with fresh attempts and the same SOP Instance UIDs. 409
+         *     ``no_failed_exports`` when none failed.
+         */
+        post: operations["retryCaseExports"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cases/{case_id}/findings": {
         parameters: {
             query?: never;
@@ -497,6 +541,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/models/{name}/drift": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Drift
+         * @description PSI and KS statistic per output and input feature for each version of ``name``
+         *     (``cxr``, ``brats``) that has findings: its last ``MEDVISION_DRIFT_WINDOW`` findings
+         *     against the version's validation reference; a version without a reference or with
+         *     too few findings says so in ``status``. 404 ``model_not_found`` for another name.
+         */
+        get: operations["getModelDrift"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/studies": {
         parameters: {
             query?: never;
@@ -648,6 +715,281 @@ export interface paths {
         patch: operations["updateUser"];
         trace?: never;
     };
+    "/dicomweb/studies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SearchStudies
+         * @description QIDO-RS: studies matching the query (StudyInstanceUID, StudyDate, ModalitiesInStudy,
+         *     PatientID, ...; ``limit``, ``offset``, ``includefield``).
+         */
+        get: operations["dicomwebSearchStudies"];
+        put?: never;
+        /**
+         * StoreInstances
+         * @description STOW-RS: store the ``application/dicom`` parts of a ``multipart/related`` body.
+         *
+         *     200 when all were stored, 202 when some failed, 409 when all failed; the body lists
+         *     the stored instances by their pseudonymous UIDs and the failed ones with a
+         *     FailureReason. 415 ``unsupported_media_type`` for other bodies.
+         */
+        post: operations["dicomwebStoreInstances"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * RetrieveStudy
+         * @description WADO-RS: every instance of a study, ``multipart/related; type="application/dicom"``.
+         */
+        get: operations["dicomwebRetrieveStudy"];
+        put?: never;
+        /**
+         * StoreStudyInstances
+         * @description STOW-RS into one study: instances of another study fail with 0xA900. ``study`` is
+         *     the study's UID as sent by the PACS or as stored (its pseudonym).
+         */
+        post: operations["dicomwebStoreStudyInstances"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/instances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SearchStudyInstances
+         * @description QIDO-RS: instances of a study (SOPInstanceUID, SOPClassUID, SeriesInstanceUID).
+         */
+        get: operations["dicomwebSearchStudyInstances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/metadata": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * StudyMetadata
+         * @description WADO-RS: the headers of a study's instances as DICOM JSON (no bulk data).
+         */
+        get: operations["dicomwebRetrieveStudyMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SearchSeries
+         * @description QIDO-RS: series of a study (SeriesInstanceUID, Modality).
+         */
+        get: operations["dicomwebSearchSeries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * RetrieveSeries
+         * @description WADO-RS: every instance of a series.
+         */
+        get: operations["dicomwebRetrieveSeries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SearchSeriesInstances
+         * @description QIDO-RS: instances of a series (SOPInstanceUID, SOPClassUID).
+         */
+        get: operations["dicomwebSearchSeriesInstances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * RetrieveInstance
+         * @description WADO-RS: one instance.
+         */
+        get: operations["dicomwebRetrieveInstance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * RetrieveFrames
+         * @description WADO-RS: the listed frames (1-based, ``1,2,3``) uncompressed, each an
+         *     ``application/octet-stream`` part of ``multipart/related``.
+         */
+        get: operations["dicomwebRetrieveFrames"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * FrameRendered
+         * @description WADO-RS: one frame (1-based) as ``image/jpeg`` or ``image/png``.
+         */
+        get: operations["dicomwebRetrieveFrameRendered"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * InstanceMetadata
+         * @description WADO-RS: one instance's header as DICOM JSON (an array of one; no bulk data).
+         */
+        get: operations["dicomwebRetrieveInstanceMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * InstanceRendered
+         * @description WADO-RS: the instance (its first frame) as ``image/jpeg`` or ``image/png``.
+         */
+        get: operations["dicomwebRetrieveInstanceRendered"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dicomweb/studies/{study}/series/{series}/metadata": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SeriesMetadata
+         * @description WADO-RS: the headers of a series' instances as DICOM JSON (no bulk data).
+         */
+        get: operations["dicomwebRetrieveSeriesMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health": {
         parameters: {
             query?: never;
@@ -715,6 +1057,7 @@ export interface components {
         };
         /** CaseDetail */
         CaseDetail: {
+            addendum_of?: string | null;
             assignee: components["schemas"]["UserRef"] | null;
             /** Format: date-time */
             created_at: string;
@@ -738,6 +1081,7 @@ export interface components {
         };
         /** CaseOut */
         CaseOut: {
+            addendum_of?: string | null;
             assignee: components["schemas"]["UserRef"] | null;
             /** Format: date-time */
             created_at: string;
@@ -825,6 +1169,37 @@ export interface components {
         /** DemographicsUpdate */
         DemographicsUpdate: {
             race_ethnicity: string | null;
+        };
+        /** ExportOut */
+        ExportOut: {
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            destination: string;
+            finding_id: string | null;
+            /** Format: uuid */
+            id: string;
+            kind: string;
+            last_error: string | null;
+            object: string;
+            sent_at: string | null;
+            sop_instance_uid: string;
+            status: components["schemas"]["ExportStatus"];
+        };
+        /**
+         * ExportStatus
+         * @description Where a result export is: waiting (maybe for a retry), being sent, or ended.
+         * @enum {string}
+         */
+        ExportStatus: "pending" | "sending" | "sent" | "failed" | "skipped";
+        /** FeatureDriftOut */
+        FeatureDriftOut: {
+            drifted: boolean;
+            feature: string;
+            ks: number;
+            n_reference: number;
+            n_window: number;
+            psi: number;
         };
         /**
          * FindingKind
@@ -914,6 +1289,14 @@ export interface components {
             note?: string | null;
             reason: string;
             supersedes?: string | null;
+        };
+        /** ModelDriftOut */
+        ModelDriftOut: {
+            min_samples: number;
+            model: string;
+            psi_threshold: number;
+            versions: components["schemas"]["VersionDriftOut"][];
+            window: number;
         };
         /** ModelRef */
         ModelRef: {
@@ -1096,6 +1479,13 @@ export interface components {
             first_broken: number | null;
             ok: boolean;
             reason: string | null;
+        };
+        /** VersionDriftOut */
+        VersionDriftOut: {
+            features: components["schemas"]["FeatureDriftOut"][];
+            model_version: string;
+            n: number;
+            status: string;
         };
     };
     responses: never;
@@ -1391,6 +1781,80 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CaseOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    listCaseExports: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"][];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    retryCaseExports: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportOut"][];
                 };
             };
             /** @description Bad request syntax or unsupported method */
@@ -2046,6 +2510,43 @@ export interface operations {
             };
         };
     };
+    getModelDrift: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDriftOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
     uploadStudies: {
         parameters: {
             query?: never;
@@ -2355,6 +2856,556 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebSearchStudies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+        };
+    };
+    dicomwebStoreInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/dicom+json": string;
+                };
+            };
+        };
+    };
+    dicomwebRetrieveStudy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebStoreStudyInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/dicom+json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebSearchStudyInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveStudyMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebSearchSeries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveSeries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebSearchSeriesInstances: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveInstance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                instance: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveFrames: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                instance: string;
+                frames: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveFrameRendered: {
+        parameters: {
+            query?: {
+                /** @description center,width[,linear]: the VOI window (PS3.18 8.3.5.1.3) */
+                window?: string | null;
+                /** @description vw,vh: fit the image into this size */
+                viewport?: string | null;
+                /** @description JPEG quality, 1 to 100 (default 90) */
+                quality?: string | null;
+            };
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                instance: string;
+                frames: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveInstanceMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                instance: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveInstanceRendered: {
+        parameters: {
+            query?: {
+                /** @description center,width[,linear]: the VOI window (PS3.18 8.3.5.1.3) */
+                window?: string | null;
+                /** @description vw,vh: fit the image into this size */
+                viewport?: string | null;
+                /** @description JPEG quality, 1 to 100 (default 90) */
+                quality?: string | null;
+            };
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                instance: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    dicomwebRetrieveSeriesMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
                 };
             };
             /** @description Bad request syntax or unsupported method */

@@ -138,6 +138,15 @@ function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; use
       {hasSyntheticModel(detail) && <SyntheticBanner />}
       <ErrorMessage error={claim.error} title="Claim failed" />
       <StatusNotice detail={detail} />
+      {detail.addendum_of && (
+        <p role="status" className="bg-warn/10 px-4 py-1 text-sm text-warn">
+          Addendum: images that arrived after{" "}
+          <Link to={`/cases/${detail.addendum_of}`} className="underline">
+            the signed-off report
+          </Link>{" "}
+          of this study.
+        </p>
+      )}
       {detail.status === "signed_off" && (
         <p role="status" className="bg-ok/10 px-4 py-1 text-sm text-ok">
           Signed off {formatDateTime(detail.signed_off_at)}
