@@ -17,35 +17,35 @@ if TYPE_CHECKING:
 
 
 def load_network(kind: ModelKind, checkpoint: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained network of a MedVision checkpoint (eval mode, CPU) and its metadata.
+    """The trained network of a MedVision checkpoint (eval mode, CPU) and its metadata,
+    validated (``training.engine.meta``) and returned in its plain form.
 
-    Raises ``ValueError`` when the checkpoint was trained for another task.
+    Raises ``ValueError`` when the checkpoint was trained for another task or its metadata
+    lacks a field or has one of the wrong type.
     """
     from training.engine.checkpoint import load_checkpoint
+    from training.engine.meta import CtHeadMeta, checkpoint_meta
 
     state = load_checkpoint(checkpoint)
-    meta: dict[str, Any] = dict(state["meta"])
-    task = meta.get("task")
-    if task != kind:
-        raise ValueError(f"{checkpoint}: checkpoint of task {task!r}, not {kind!r}")
+    try:
+        typed = checkpoint_meta(kind, state["meta"])
+    except ValueError as error:
+        raise ValueError(f"{checkpoint}: {error}") from error
     model: nn.Module
     if kind == "cxr":
         from training.networks.cxr import build_cxr_net
 
-        model = build_cxr_net(meta["preset"])
-    elif kind == "ct_head":
-        from training.engine.meta import CtHeadMeta
+        model = build_cxr_net(typed.preset)  # type: ignore[arg-type]
+    elif isinstance(typed, CtHeadMeta):
         from training.networks.ct_head import build_ct_head_net
 
-        typed = CtHeadMeta.from_dict(meta)  # raises ValueError naming a bad field
         model = build_ct_head_net(typed.preset, typed.context)  # type: ignore[arg-type]
-        meta = typed.to_dict()
     else:
         from training.networks.brats import build_brats_net
 
-        model = build_brats_net(preset=meta["preset"])
+        model = build_brats_net(preset=typed.preset)  # type: ignore[arg-type]
     model.load_state_dict(state["model"])
-    return model.eval(), meta
+    return model.eval(), typed.to_dict()
 
 
 def export_module(model: nn.Module, kind: ModelKind) -> nn.Module:

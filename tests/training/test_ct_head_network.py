@@ -7,7 +7,6 @@ import torch
 
 from medvision_contract.ct_windows import channels_per_slice
 from medvision_contract.labels import CT_HEAD_LABELS
-from training.engine.meta import CtHeadMeta
 from training.networks.ct_head import build_ct_head_net, study_logits
 
 # (preset, context, input size, expected CAM side)
@@ -50,18 +49,3 @@ def test_study_logit_is_the_maximum_over_its_slices(
 ) -> None:
     result = study_logits(torch.tensor(logits), torch.tensor(index))
     torch.testing.assert_close(result, torch.tensor(expected))
-
-
-def test_checkpoint_metadata_round_trips_and_names_bad_fields() -> None:
-    meta = CtHeadMeta(preset="tiny", input_size=64, context=1, synthetic_data=True,
-                      training_run_id="abc", thresholds=(0.5,) * 6)  # fmt: skip
-    assert CtHeadMeta.from_dict(meta.to_dict()) == meta
-    broken = meta.to_dict() | {"input_size": "64"}
-    with pytest.raises(ValueError, match="'input_size' must be int"):
-        CtHeadMeta.from_dict(broken)
-    with pytest.raises(ValueError, match="lacks 'context'"):
-        CtHeadMeta.from_dict({k: v for k, v in meta.to_dict().items() if k != "context"})
-    with pytest.raises(ValueError, match="not 'ct_head'"):
-        CtHeadMeta.from_dict(meta.to_dict() | {"task": "cxr"})
-    with pytest.raises(ValueError, match="labels"):
-        CtHeadMeta.from_dict(meta.to_dict() | {"labels": ["any"]})

@@ -20,6 +20,7 @@ from training.data.datasets import BratsDataset
 from training.data.records import BratsRecord, LoadReport
 from training.data.transforms import brats_train_transforms
 from training.engine.checkpoint import load_checkpoint
+from training.engine.meta import BratsMeta
 from training.evaluation.fairness import segmentation_fairness
 from training.evaluation.lesionwise import lesion_wise_regions
 from training.evaluation.report import write_report
@@ -206,11 +207,13 @@ def evaluate(
 
 
 def load_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The trained network (eval mode) and its checkpoint metadata."""
+    """The trained network (eval mode) and its checkpoint metadata, validated
+    (``BratsMeta``; ``ValueError`` names a missing or mistyped field)."""
     state = load_checkpoint(checkpoint, map_location=device)
-    model = build_brats_net(preset=state["meta"]["preset"])
+    meta = BratsMeta.from_dict(state["meta"]).to_dict()
+    model = build_brats_net(preset=meta["preset"])
     model.load_state_dict(state["model"])
-    return model.eval(), state["meta"]
+    return model.eval(), meta
 
 
 def evaluate_checkpoint(

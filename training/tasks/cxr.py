@@ -25,7 +25,8 @@ from training.data.transforms import (
     cxr_train_transforms,
     dataset_intensity_stats,
 )
-from training.engine.checkpoint import load_checkpoint, save_checkpoint
+from training.engine.checkpoint import load_checkpoint
+from training.engine.meta import CxrMeta, save_checkpoint
 from training.evaluation.classification import (
     auroc_with_ci,
     calibration_error,
@@ -291,11 +292,13 @@ def evaluate(
 
 
 def load_model(checkpoint: Path, device: str = "cpu") -> tuple[CxrNet, dict[str, Any]]:
-    """The trained network (eval mode) and its checkpoint metadata."""
+    """The trained network (eval mode) and its checkpoint metadata, validated
+    (``CxrMeta``; ``ValueError`` names a missing or mistyped field)."""
     state = load_checkpoint(checkpoint, map_location=device)
-    model = build_cxr_net(state["meta"]["preset"])
+    meta = CxrMeta.from_dict(state["meta"]).to_dict()
+    model = build_cxr_net(meta["preset"])
     model.load_state_dict(state["model"])
-    return model.eval(), state["meta"]
+    return model.eval(), meta
 
 
 def evaluate_checkpoint(
