@@ -7,7 +7,8 @@ Each slice becomes three channels, one per window of ``CT_HEAD_WINDOWS`` (centre
 HU): brain 40/80 (parenchyma and fresh blood, 0–80 HU), subdural 80/200 (blood against the
 skull's inner table, where the brain window saturates) and bone 600/2800 (the skull, so
 extra-axial collections can be told from the bone next to them). These are the windows of
-the top RSNA 2019 solutions. With ``context`` k > 0 the windows of the k slices above and
+the top RSNA 2019 solutions (the network's inputs; the viewer's display presets are
+``preprocess.WINDOW_PRESETS``). With ``context`` k > 0 the windows of the k slices above and
 below are stacked too (2.5-D; edge slices repeat the nearest slice), ordered from the
 lowest slice index to the highest, windows fastest: ``(2k + 1) * 3`` channels.
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -333,8 +334,6 @@ def evaluate(
 
 
 def _shape(record: CtSeriesRecord) -> tuple[int, int]:
-    import pydicom
-
     ds = pydicom.dcmread(record.slices[0].path, stop_before_pixels=True)
     return int(ds.Rows), int(ds.Columns)
 
@@ -355,14 +354,14 @@ def evaluate_checkpoint(
     out: Path,
     min_group_size: int,
     skip_bad: bool,
-    seed: int = 0,
 ) -> dict[str, Path]:
     """``medvision evaluate ct_head``: evaluate a checkpoint on a split, report also to MLflow."""
     from training import tracking
 
     model, meta = load_model(checkpoint)
     config = CtHeadTaskConfig(data=data, skip_bad=skip_bad)
-    records, report = _split(config, split, seed)
+    # The patient split is drawn from the training seed: the same test split as training's.
+    records, report = _split(config, split, int(meta.train_config.get("seed", 0)))
     summary, paths = evaluate(
         model, meta, records, out, min_group_size=min_group_size, skipped=[report]
     )

@@ -25,8 +25,8 @@ from training.data.transforms import (
     cxr_train_transforms,
     dataset_intensity_stats,
 )
-from training.engine.checkpoint import load_checkpoint
-from training.engine.meta import CxrMeta, save_checkpoint
+from training.engine.checkpoint import load_checkpoint, save_checkpoint
+from training.engine.meta import CxrMeta
 from training.evaluation.classification import (
     auroc_with_ci,
     calibration_error,
