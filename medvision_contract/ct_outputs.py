@@ -5,7 +5,8 @@ numpy only; used by the ``ct_head_postprocess`` Triton model and its tests.
 - ``SLICE_PROBABILITIES`` [S, 6]: the sigmoid of each slice's logits.
 - ``PROBABILITIES`` [6]: per label the maximum over slices (the study has a bleed when some
   slice has it; the network was trained and evaluated that way).
-- ``POSITIVE`` [6]: ``PROBABILITIES >= thresholds`` (study-level thresholds from validation).
+- ``POSITIVE`` [6]: ``PROBABILITIES >= thresholds`` (chosen on validation slices: a study is
+  positive for a label when one of its slices reaches the threshold).
 - ``HEATMAP`` [S, H', W'] uint8: per slice the class activation map of ``any`` mapped onto
   the slice (bicubic to the input size, padding cropped, resized, see
   ``medvision_contract.cams``) on a grid of the slice's aspect ratio whose longer side is

@@ -144,8 +144,9 @@ class CtHeadMeta(CheckpointMeta):
     """A ``ct_head`` checkpoint.
 
     Slices are fitted into ``input_size`` squared, windowed with ``windows`` and stacked
-    with ``context`` neighbours each side; ``thresholds`` (study level, one per label) are
-    set after training from the validation split.
+    with ``context`` neighbours each side; ``thresholds`` (one per label, chosen on the
+    validation slices and applied to slices and to the study maximum alike) are set after
+    training.
     """
 
     task: ClassVar[str] = "ct_head"

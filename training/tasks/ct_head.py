@@ -159,12 +159,19 @@ class CtHeadTask:
     def finalize(
         self, model: nn.Module, best_path: Path, out_dir: Path
     ) -> tuple[dict[str, Any], dict[str, Path]]:
-        """Study-level thresholds from validation (saved into the checkpoint), then the
-        test report."""
+        """Thresholds from the validation slices (saved into the checkpoint), then the test
+        report.
+
+        Why slice level: a study is positive for a label when one of its slices is, so one
+        threshold serves both (applied to the study maximum it calls exactly the studies
+        with a slice above it), and the validation split has twenty times more slices than
+        studies: study-level Youden thresholds on a few dozen well-separated studies sit at
+        the top of the positives' range and miss subtypes on new studies.
+        """
         device = next(model.parameters()).device
         val = predict(model, self.val_records, self.meta(), device)
         thresholds = choose_thresholds(
-            val.study_labels, val.study_probs, None,
+            val.slice_labels, val.slice_probs, None,
             method=self.config.threshold_method,  # type: ignore[arg-type]
         )  # fmt: skip
         state = load_checkpoint(best_path)
