@@ -251,7 +251,8 @@ async def test_new_images_of_a_signed_off_case_open_a_linked_addendum(app, clien
     events = await audit_actions(app, "case.addendum_opened")
     assert [event.target_id for event in events] == [addendum_id]
     details = events[0].details
-    assert (json.loads(details) if isinstance(details, str) else details)["addendum_of"] == signed_id
+    details = json.loads(details) if isinstance(details, str) else details
+    assert details["addendum_of"] == signed_id
 
     # More images while the addendum is open join it; a re-send changes nothing.
     third = await upload(client, headers, ("c.dcm", ct_variant(3)))
