@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from control.dicom.reader import UploadLimits
 from control.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
-from training.labels import MRI_CHANNELS
+from medvision_contract.labels import MRI_CHANNELS
 
 __all__ = [
     "CHANNELS",

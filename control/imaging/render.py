@@ -28,7 +28,7 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import get_nr_frames, pixel_array
 
 from control.errors import InvalidInputError
-from training.data.preprocess import apply_modality_lut as rescale
+from medvision_contract.preprocess import apply_modality_lut as rescale
 
 __all__ = [
     "SEGMENT_COLOURS",

@@ -46,6 +46,19 @@ def test_help_does_not_import_torch(env):
     assert result.returncode == 0, result.stderr
 
 
+def test_the_control_plane_does_not_import_training(env):
+    """The served contract comes from medvision_contract; training/ is for training only."""
+    probe = (
+        "import sys, control.app, control.inference.worker, control.dicom.listener;"
+        "loaded = sorted(m for m in sys.modules if m == 'training' or m.startswith('training.'));"
+        "assert not loaded, loaded"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_users_create_takes_password_from_environment(env):
     created = run(env, "users", "create", "--role", "admin", "--username", "boss")
     assert created.returncode == 0, created.stderr

@@ -50,8 +50,8 @@ from control.inference.pipelines import REGIONS
 from control.inference.queue import NO_MODEL_FLAG, unfinished_job
 from control.results.jobs import enqueue_case_exports
 from control.storage import ObjectStore
-from training.labels import BRATS_REGIONS
-from training.regions import region_volumes_ml
+from medvision_contract.labels import BRATS_REGIONS
+from medvision_contract.regions import region_volumes_ml
 
 MAX_REASON_CHARS = 2000
 
