@@ -5,7 +5,8 @@ evaluated by a real Prometheus instead and drawn with matplotlib, one figure per
 (``docs/monitoring/<dashboard>.png``). The stack is the one the tests use (Triton with the
 tiny synthetic networks, ``medvision serve`` with its worker, SQLite) and the traffic is
 generated: chest radiographs uploaded in waves, radiologist decisions (mostly accepted,
-some rejected or edited), sign-offs.
+some rejected or edited), sign-offs; halfway, the first half's inferences are written as the
+``cxr`` drift reference and the radiographs become brighter, so the drift panels have data.
 
     .venv/bin/python -m deploy.grafana.plot_panels [--minutes 4] [--out docs/monitoring]
 
@@ -59,41 +60,95 @@ def _start_prometheus(api: str, triton: str, folder: Path, port: int) -> subproc
     )
 
 
+def _brighter(data: bytes, factor: float) -> bytes:
+    """The radiograph with its stored values scaled by ``factor`` (a planted input shift)."""
+    import io
+
+    import numpy as np
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    limit = 2 ** int(ds.BitsStored) - 1
+    pixels = np.clip(ds.pixel_array.astype(np.float64) * factor, 0, limit)
+    ds.PixelData = pixels.astype(ds.pixel_array.dtype).tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _read_and_decide(stack: Any, case_id: str, rng: random.Random) -> dict[str, Any]:
+    """Wait for the AI reading; most cases are then decided, and most of those signed off."""
+    case: dict[str, Any] = stack.wait_read(case_id)
+    if case["status"] != "inferred" or rng.random() < 0.2:
+        return case
+    with stack.client(stack.radiologist) as http:
+        if not http.post(f"/api/cases/{case_id}/claim").is_success:
+            return case
+        for finding in case["findings"]:
+            action = rng.choices(["accept", "reject", "edit"], [0.7, 0.2, 0.1])[0]
+            body: dict[str, Any] = {"action": action}
+            if action == "reject":
+                body["reason"] = "not seen on the image"
+            if action == "edit":
+                body["labels"] = ["Effusion"]
+                body["reason"] = "effusion only"
+            http.post(f"/api/cases/{case_id}/findings/{finding['id']}/decisions", json=body)
+        if rng.random() < 0.7:
+            version = http.get(f"/api/cases/{case_id}").json()["version"]
+            http.post(f"/api/cases/{case_id}/sign-off", json={"version": version})
+    return case
+
+
+def _write_drift_reference(stack: Any, samples: list[tuple[bytes, dict[str, Any]]]) -> None:
+    """A ``cxr`` drift reference made from the first phase's inferences, as an export would."""
+    import io
+
+    import pydicom
+
+    from export.drift_reference import (
+        build_reference,
+        input_statistics,
+        output_features,
+        radiograph_values,
+        write_reference,
+    )
+
+    features, version = [], None
+    for data, case in samples:
+        values = radiograph_values(pydicom.dcmread(io.BytesIO(data)))
+        for finding in case["findings"]:
+            version = finding["model"]["version"]
+            probabilities = finding["probabilities"]
+            features.append({**output_features(probabilities), **input_statistics(values)})
+    if features and version:
+        reference = build_reference("cxr", version, features)
+        write_reference(stack.scratch / "model_repository" / "cxr_net", reference)
+
+
 def _traffic(stack: Any, minutes: float, seed: int) -> None:
-    """Uploads in waves, decisions on the inferred cases, some sign-offs."""
+    """Uploads in waves, decisions on the inferred cases, some sign-offs. The first half's
+    inferences become the ``cxr`` drift reference; the second half's radiographs are brighter
+    (a planted input shift the drift panels show)."""
     from tests.fixtures.dx import chest_dx
 
     rng = random.Random(seed)  # noqa: S311 (traffic shape, not security)
-    deadline = time.monotonic() + minutes * 60
-    wave = 0
+    started = time.monotonic()
+    half, deadline = started + minutes * 30, started + minutes * 60
+    reference_samples: list[tuple[bytes, dict[str, Any]]] = []
+    shifted, wave = False, 0
     while time.monotonic() < deadline:
+        if not shifted and time.monotonic() > half:
+            _write_drift_reference(stack, reference_samples)
+            shifted = True
         wave += 1
-        bodies = [
-            stack.upload([(f"w{wave}-{i}.dcm", chest_dx(128, seed=wave * 10 + i))])
-            for i in range(rng.randint(1, 3))
-        ]
-        for body in bodies:
-            case_id = str(body["case_ids"][0])
-            case = stack.wait_read(case_id)
-            if case["status"] != "inferred" or rng.random() < 0.2:
-                continue
-            with stack.client(stack.radiologist) as http:
-                if not http.post(f"/api/cases/{case_id}/claim").is_success:
-                    continue
-                for finding in case["findings"]:
-                    action = rng.choices(["accept", "reject", "edit"], [0.7, 0.2, 0.1])[0]
-                    body_json: dict[str, Any] = {"action": action}
-                    if action == "reject":
-                        body_json["reason"] = "not seen on the image"
-                    if action == "edit":
-                        body_json["labels"] = ["Effusion"]
-                        body_json["reason"] = "effusion only"
-                    http.post(
-                        f"/api/cases/{case_id}/findings/{finding['id']}/decisions", json=body_json
-                    )
-                if rng.random() < 0.7:
-                    version = http.get(f"/api/cases/{case_id}").json()["version"]
-                    http.post(f"/api/cases/{case_id}/sign-off", json={"version": version})
+        for index in range(rng.randint(1, 3)):
+            data = chest_dx(128, seed=wave * 10 + index)
+            if shifted:
+                data = _brighter(data, 1.8)
+            body = stack.upload([(f"w{wave}-{index}.dcm", data)])
+            case = _read_and_decide(stack, str(body["case_ids"][0]), rng)
+            if not shifted and case["status"] in ("inferred", "in_review", "signed_off"):
+                reference_samples.append((data, case))
         time.sleep(rng.uniform(2, 8))
 
 
