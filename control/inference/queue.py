@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
+from control.db.leases import take_lease
 from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
@@ -157,23 +158,9 @@ async def claim(
                 )
                 await session.commit()
                 continue
-            taken = await session.execute(
-                update(InferenceJob)
-                .where(
-                    InferenceJob.id == job.id,
-                    InferenceJob.status == job.status,
-                    InferenceJob.attempts == job.attempts,
-                )
-                .values(
-                    status=JobStatus.RUNNING,
-                    attempts=job.attempts + 1,
-                    lease_owner=worker_id,
-                    lease_expires_at=now + timedelta(seconds=settings.job_lease_s),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                await session.rollback()
+            if not await take_lease(
+                session, job, JobStatus.RUNNING, worker_id, settings.job_lease_s, now
+            ):
                 continue
             claimed = ClaimedJob(
                 job.id, job.case_id, job.pipeline, job.attempts + 1, job.max_attempts

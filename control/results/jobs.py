@@ -23,6 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.config import Settings
+from control.db.leases import take_lease
 from control.db.models import (
     Case,
     DecisionAction,
@@ -260,23 +261,9 @@ async def claim(
                 export.lease_expires_at = None
                 await session.commit()
                 continue
-            taken = await session.execute(
-                update(ResultExport)
-                .where(
-                    ResultExport.id == export.id,
-                    ResultExport.status == export.status,
-                    ResultExport.attempts == export.attempts,
-                )
-                .values(
-                    status=ExportStatus.SENDING,
-                    attempts=export.attempts + 1,
-                    lease_owner=worker_id,
-                    lease_expires_at=now + timedelta(seconds=settings.job_lease_s),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]
-                await session.rollback()
+            if not await take_lease(
+                session, export, ExportStatus.SENDING, worker_id, settings.job_lease_s, now
+            ):
                 continue
             claimed = ClaimedExport(
                 id=export.id,
