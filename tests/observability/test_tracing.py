@@ -27,24 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from control.inference.worker import Worker
 from control.observability.tracing import tracing_requested
 from control.triton.client import TritonClient
+from medvision_contract.labels import CXR_LABELS
 from tests.observability.helpers import upload_chest
 
-LABELS = [
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-]
+LABELS = list(CXR_LABELS)
 EXPORTER = InMemorySpanExporter()
 
 
