@@ -82,8 +82,10 @@ def destination_settings(
         "log_json": True,
         "triton_required": False,
         "worker_enabled": False,
-        "job_backoff_s": 0.2,
-        "job_backoff_max_s": 1.0,
+        # Long enough that a loaded CI machine cannot let the backoff pass between a failed
+        # attempt and the test's look at it (0.2 s did once); short enough to wait out.
+        "job_backoff_s": 1.5,
+        "job_backoff_max_s": 3.0,
         "job_lease_s": 30.0,
         "result_send_timeout_s": 5.0,
         "dicom_destinations": destinations,
