@@ -13,7 +13,7 @@ endpoint wakes the worker). Each repetition, after 3 warm-ups:
 
 1. the ensemble call alone: ``cxr`` through :class:`control.triton.client.TritonClient`
    from this process (system shared memory, ``output_bytes`` for the CAM, as
-   ``control/inference/pipelines.py`` ``run_cxr`` calls it) on the pixels of this
+   ``control/served/cxr.py`` ``run_cxr`` calls it) on the pixels of this
    repetition's image (``cxr_pixels`` of the DICOM, as the worker reads it);
 2. upload a fresh ``chest_dx(size, seed=i)`` (its own study) with httpx; the clock starts
    when the 201 response has arrived;
@@ -105,7 +105,8 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved ensemble calls and upload→findings runs; raw samples in seconds."""
     import httpx
 
-    from control.inference.pipelines import _cam_png, cxr_pixels
+    from control.served.cxr import cam_png as _cam_png
+    from control.served.cxr import cxr_pixels
     from control.triton.client import TritonClient
     from tests.fixtures.dx import chest_dx
 

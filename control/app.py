@@ -31,7 +31,7 @@ from control.domain.auth.controllers import (
 from control.domain.auth.middleware import PUBLIC_PATHS, BearerAuthMiddleware
 from control.domain.auth.throttle import LoginThrottle
 from control.domain.auth.tokens import TokenCodec
-from control.domain.cases.controllers import CaseController
+from control.domain.cases.controllers import CaseController, CaseWorkflowController
 from control.domain.dicomweb.controllers import DicomwebController
 from control.domain.exports.controllers import ExportController
 from control.domain.findings.controllers import FindingController
@@ -40,6 +40,7 @@ from control.domain.studies.controllers import StudyController
 from control.domain.system.controllers import health, ready
 from control.domain.users.controllers import UserController
 from control.domain.viewer.controllers import ViewerController
+from control.domain.viewer.slices import SliceViewerController
 from control.http.api_docs import SCHEMA_PATH, assets_router, render_plugins
 from control.http.context import provide_db_session
 from control.http.errors import EXCEPTION_HANDLERS
@@ -135,12 +136,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UserController,
             StudyController,
             CaseController,
+            CaseWorkflowController,
             FindingController,
             ExportController,
             AuditController,
             ModelController,
             ModelDriftController,
             ViewerController,
+            SliceViewerController,
             DicomwebController,
             assets_router(),
             *([metrics_handler(settings.metrics_public)] if settings.metrics_enabled else []),

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     route_chest_modalities: list[str] = ["CR", "DX"]
     route_chest_body_parts: list[str] = ["CHEST", "THORAX", "LUNG", "CHEST_LAT", ""]
     route_brain_body_parts: list[str] = ["BRAIN", "HEAD", "SKULL", ""]
+    route_ct_head_body_parts: list[str] = ["HEAD", "BRAIN"]
+    #: A head CT job starts this long after the series' last slice arrived, so a series
+    #: sent slice by slice is read whole (Orthanc calls this a stable series).
+    ct_series_settle_s: float = Field(default=3.0, ge=0, le=3600)
 
     secret_key: str | None = Field(default=None, description="JWT signing key (>= 32 chars)")
     deid_key: str | None = Field(default=None, description="key for pseudonymous UIDs")

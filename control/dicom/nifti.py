@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 CHANNELS: tuple[str, ...] = MRI_CHANNELS
+#: The SOP class recorded for a stored 4-channel NIfTI volume (not a DICOM UID).
+NIFTI_SOP_CLASS = "nifti"
 """Channel order of :attr:`ParsedVolume.data` (BraTS 2023: t1n, t1c, t2w, t2f)."""
 
 # File-name tokens (case-insensitive, split on anything but letters and digits) that name a

@@ -73,6 +73,9 @@ class Volume:
 
     data: npt.NDArray[Any]
     affine: npt.NDArray[np.float64]
+    #: For a volume built from a series: the input instance behind each ``k`` (index into the
+    #: sequence given to :func:`series_volume`).
+    slice_order: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if np.ndim(self.data) != 3:
@@ -138,7 +141,9 @@ def series_volume(datasets: Sequence[pydicom.Dataset]) -> Volume:
     lps[:3, 1] = first.column_cosines * first.pixel_spacing[0]
     lps[:3, 2] = slice_step
     lps[:3, 3] = positions[0]
-    return Volume(data=data, affine=_LPS_TO_RAS @ lps)
+    return Volume(
+        data=data, affine=_LPS_TO_RAS @ lps, slice_order=tuple(int(i) for i in order)
+    )
 
 
 def nifti_channels(payload: bytes) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:

@@ -1,1 +1,1 @@
-"""Inference orchestration: routing cases to pipelines, the durable job queue and the worker."""
+"""The job worker: claims inference jobs, runs their served model on Triton, stores findings."""

@@ -24,16 +24,16 @@ from control.config import Settings
 from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM
+from control.domain.jobs import queue
+from control.domain.jobs.queue import ClaimedJob
+from control.domain.jobs.scheduling import schedule_case
+from control.domain.jobs.wakeup import listen_for_jobs
 from control.errors import InvalidInputError, MedVisionError, NotFoundError
-from control.inference import queue
-from control.inference.pipelines import PIPELINES, FindingDraft
-from control.inference.queue import ClaimedJob
-from control.inference.routing import RoutingRules, route_study
-from control.inference.scheduling import schedule_case
-from control.inference.wakeup import listen_for_jobs
 from control.observability.jobs import job_span, job_trace_context, results_span
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender
+from control.served.base import FindingDraft, Job, RoutingRules
+from control.served.registry import route_study, served_model
 from control.storage import ObjectStore
 from control.triton.client import InferenceBadInputError, TritonClient
 
@@ -205,10 +205,8 @@ class Worker:
         route = route.without(inferred)  # a follow-up job reads only the new images
         if route.pipeline is None:
             return []
-        pipeline = PIPELINES[claimed.pipeline]
-        return await pipeline(
-            case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
-        )
+        job = Job(case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s)
+        return await served_model(claimed.pipeline).run(job)
 
     async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> JobStatus | None:
         if isinstance(exc, MedVisionError):

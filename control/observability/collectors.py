@@ -37,12 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control.config import Settings
 from control.db.models import Case, Decision, Finding, InferenceJob, JobStatus
 from control.observability.drift import MODEL_NETWORKS, ReferenceIndex, drift_reports
+from control.served.registry import SERVED_MODELS
 from control.storage import ObjectStore
 
 logger = logging.getLogger("medvision.metrics")
 
 #: Pipelines always reported (0 when idle), so that queue series exist before any job.
-PIPELINES = ("cxr", "brats")
+PIPELINES = tuple(SERVED_MODELS)
 #: Sign-off turnaround buckets (seconds): from minutes for a STAT read to days.
 TURNAROUND_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0,
                       86_400.0, 3 * 86_400.0, 7 * 86_400.0)  # fmt: skip

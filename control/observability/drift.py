@@ -30,10 +30,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Finding
+from control.served.registry import SERVED_MODELS
 from export.drift_reference import FILENAME, output_features, read_reference
 
 #: Served ensembles and the network whose repository folder holds their references.
-MODEL_NETWORKS = {"cxr": "cxr_net", "brats": "brats_net"}
+MODEL_NETWORKS = {name: model.contract.network for name, model in SERVED_MODELS.items()}
 #: Shares below this are floored so that an empty bin does not make PSI infinite.
 PSI_EPSILON = 1e-4
 

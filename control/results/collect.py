@@ -36,9 +36,11 @@ from control.db.models import Case, DecisionAction, Finding, FindingKind, Instan
 from control.domain.findings.service import current_decision
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.volumes import nifti_image
-from control.inference.routing import RoutingRules, route_study
 from control.results.content import Algorithm, BratsResult, CxrReport, LabelReading, Verifier
 from control.results.jobs import BRATS_SEG, BRATS_SR, CXR_SR_PRELIMINARY, result_uids
+from control.served.artefacts import SegmentationArtefacts
+from control.served.base import RoutingRules
+from control.served.registry import route_study
 from control.storage import ObjectStore
 
 __all__ = [
@@ -95,10 +97,7 @@ def mask_in_force(finding: Finding) -> tuple[str, str | None, str]:
     decision = current_decision(finding)
     if decision is not None and decision.action == DecisionAction.EDIT and decision.mask_key:
         return decision.mask_key, decision.mask_sha256, "edited"
-    key = finding.artifacts.get("segmentation")
-    if key is None:
-        raise NotFoundError("the finding has no segmentation", code="artifact_not_found")
-    return key, None, "ai"
+    return SegmentationArtefacts.of(finding).segmentation, None, "ai"
 
 
 def region_ml_in_force(finding: Finding) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The result export queue: one durable job per (destination, result object).
 
-Same design as the inference queue (:mod:`control.inference.queue`, which explains the
+Same design as the inference queue (:mod:`control.domain.jobs.queue`, which explains the
 choice of a database table over a queue service): a worker claims a due export by a
 compare-and-set ``UPDATE`` that sets its lease (PostgreSQL picks candidates with ``FOR
 UPDATE SKIP LOCKED``), a failed attempt goes back to ``pending`` after an exponential
@@ -26,19 +26,25 @@ from control.config import Settings
 from control.db.leases import take_lease
 from control.db.models import (
     Case,
-    DecisionAction,
     ExportStatus,
     Finding,
-    FindingKind,
     ResultExport,
     StudyLink,
 )
 from control.dicom.deid import pseudonymous_uid
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
+from control.domain.jobs.queue import backoff_s
+from control.domain.jobs.wakeup import announce_job
 from control.errors import ConflictError
-from control.inference.queue import backoff_s
-from control.inference.wakeup import announce_job
+from control.results.objects import (
+    BRATS_SEG,
+    BRATS_SR,
+    CXR_SR,
+    CXR_SR_PRELIMINARY,
+    OBJECT_KINDS,
+)
+from control.served.registry import served_model
 
 __all__ = [
     "BRATS_SEG",
@@ -53,13 +59,6 @@ __all__ = [
     "requeue_failed",
     "result_uids",
 ]
-
-CXR_SR = "cxr-sr"
-CXR_SR_PRELIMINARY = "cxr-sr-preliminary"
-BRATS_SEG = "brats-seg"
-BRATS_SR = "brats-sr"
-#: The DICOM object kind of each result object.
-OBJECT_KINDS = {CXR_SR: "sr", CXR_SR_PRELIMINARY: "sr", BRATS_SEG: "seg", BRATS_SR: "sr"}
 
 NO_RECORD = "no_reidentification_record"
 
@@ -94,27 +93,16 @@ class PlannedObject:
 
 
 def planned_objects(findings: list[Finding], *, preliminary: bool = False) -> list[PlannedObject]:
-    """The result objects of a case's findings.
-
-    A classification finding gives one SR (``cxr-sr``; ``cxr-sr-preliminary`` when
-    ``preliminary``); a segmentation gives a SEG and an SR, none when preliminary (only the
-    chest X-ray SR has an unverified form). A finding whose image was removed, or a
-    segmentation the radiologist rejected without drawing a replacement, is planned with a
-    skip reason: it is listed, not sent.
+    """The result objects of a case's findings, as each finding's model plans them
+    (:mod:`control.results.objects`; ``preliminary``: before sign-off). An object planned
+    with a skip reason (its image was removed, the segmentation rejected) is listed, not
+    sent.
     """
-    planned: list[PlannedObject] = []
-    for finding in findings:
-        if finding.kind == FindingKind.CLASSIFICATION:
-            name = CXR_SR_PRELIMINARY if preliminary else CXR_SR
-            reason = "source_image_removed" if finding.instance_id is None else None
-            planned.append(PlannedObject(finding.id, name, reason))
-        elif not preliminary:
-            decision = finding.decisions[-1] if finding.decisions else None
-            rejected = decision is not None and decision.action == DecisionAction.REJECT
-            reason = "segmentation_rejected" if rejected else None
-            planned.append(PlannedObject(finding.id, BRATS_SEG, reason))
-            planned.append(PlannedObject(finding.id, BRATS_SR, reason))
-    return planned
+    return [
+        PlannedObject(finding.id, name, reason)
+        for finding in findings
+        for name, reason in served_model(finding.model_name).results(finding, preliminary)
+    ]
 
 
 async def has_record(session: AsyncSession, study_id: uuid.UUID) -> bool:

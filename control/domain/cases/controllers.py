@@ -1,4 +1,4 @@
-"""Worklist and case management endpoints."""
+"""Worklist, case management and the case workflow (history, sign-off, retry) endpoints."""
 
 from __future__ import annotations
 
@@ -15,11 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.db.models import CaseStatus, Priority, Role
 from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
-from control.domain.cases import service
-from control.domain.cases.schemas import CaseDetail, CaseOut, CasePage, CaseUpdate
+from control.domain.cases import service, workflow
+from control.domain.cases.schemas import (
+    CaseDetail,
+    CaseOut,
+    CasePage,
+    CaseUpdate,
+    HistoryEntry,
+    RetryIn,
+    SignOffIn,
+)
 from control.domain.cases.service import SortKey, WorklistFilter
 from control.domain.findings import service as findings_service
-from control.domain.findings.schemas import FindingOut, HistoryEntry
+from control.domain.findings.schemas import FindingOut
 from control.http.context import actor_from_request
 
 #: Largest page offset: an SQL OFFSET is a signed 64-bit integer on PostgreSQL, so anything
@@ -72,7 +80,7 @@ class CaseController(Controller):
         is audited."""
         case = await service.get_case(db_session, case_id, request.user)
         findings = await findings_service.case_findings(db_session, case.id)
-        history = await findings_service.case_history(db_session, case)
+        history = await workflow.case_history(db_session, case)
         detail = CaseDetail.of_detail(
             case, [FindingOut.of(f) for f in findings], [HistoryEntry.of(e) for e in history]
         )
@@ -110,4 +118,60 @@ class CaseController(Controller):
         """Take an unassigned case from the pool (radiologists); 409 if another holds it."""
         case = await service.get_case(db_session, case_id, request.user, for_claim=True)
         case = await service.claim_case(db_session, case, request.user, actor_from_request(request))
+        return CaseOut.of(case)
+
+
+class CaseWorkflowController(Controller):
+    """A case's history, sign-off and inference retry."""
+
+    path = "/api/cases/{case_id:uuid}"
+    tags = ["cases"]
+
+    @get("/history", operation_id="getCaseHistory", guards=[requires(Role.ADMIN, Role.RADIOLOGIST)])
+    async def history(
+        self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
+    ) -> list[HistoryEntry]:
+        """Every audit entry about the case and its study, oldest first."""
+        case = await service.get_case(db_session, case_id, request.user, with_images=False)
+        return [HistoryEntry.of(e) for e in await workflow.case_history(db_session, case)]
+
+    @post(
+        "/sign-off",
+        operation_id="signOffCase",
+        status_code=200,
+        guards=[requires(Role.RADIOLOGIST)],
+    )
+    async def sign_off(
+        self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID, data: SignOffIn
+    ) -> CaseOut:
+        """Sign the case off (the holder only); every AI finding needs a decision first.
+        A signed-off case is read-only."""
+        case = await service.get_case(db_session, case_id, request.user, for_claim=True)
+        case = await workflow.sign_off(
+            db_session,
+            case,
+            request.user,
+            actor_from_request(request),
+            version=data.version,
+            note=data.note,
+        )
+        return CaseOut.of(case)
+
+    @post("/retry", operation_id="retryInference", status_code=200, guards=[requires(Role.ADMIN)])
+    async def retry(
+        self,
+        request: AuthRequest,
+        db_session: AsyncSession,
+        state: State,
+        case_id: uuid.UUID,
+        data: RetryIn,
+    ) -> CaseOut:
+        """Queue a failed case for inference again (admins); 409 unless it is ``failed``."""
+        case = await service.get_case(db_session, case_id, request.user)
+        await workflow.retry_case(
+            db_session, case, state.settings, actor_from_request(request), data.version
+        )
+        await db_session.commit()
+        if state.worker is not None:
+            state.worker.notify()
         return CaseOut.of(case)

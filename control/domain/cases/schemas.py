@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 import msgspec
 
-from control.db.models import Case, CaseStatus, Instance, Priority, Series, Study
-from control.domain.findings.schemas import FindingOut, HistoryEntry
+from control.db.models import AuditEntry, Case, CaseStatus, Instance, Priority, Series, Study
+from control.domain.findings.schemas import FindingOut, Text
+
+
+class HistoryEntry(msgspec.Struct):
+    """One audit entry about the case or its study."""
+
+    id: int
+    occurred_at: datetime
+    actor: str | None
+    action: str
+    outcome: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> HistoryEntry:
+        return cls(
+            id=entry.id,
+            occurred_at=entry.occurred_at,
+            actor=entry.actor,
+            action=entry.action,
+            outcome=entry.outcome,
+            details=json.loads(entry.details),
+        )
+
+
+class SignOffIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Sign the case off; ``version`` is the case version the client last saw."""
+
+    version: int
+    note: Text | None = None
+
+
+class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
+    version: int
 
 
 class UserRef(msgspec.Struct):

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defaultload
+from sqlalchemy.orm.exc import StaleDataError
 
 from control.db.models import PRIORITY_RANK, Case, CaseStatus, Priority, Role, Study, User
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
-from control.errors import ConflictError, InvalidInputError, NotFoundError
+from control.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+
+MAX_REASON_CHARS = 2000
 
 SortKey = Literal["priority", "created_at", "updated_at", "status", "modality"]
 _SORT_COLUMNS = {
@@ -213,3 +219,38 @@ async def claim_case(session: AsyncSession, case: Case, user: AuthUser, actor: A
     )
     await session.commit()
     return case
+
+
+def require_holder(case: Case, user: AuthUser) -> None:
+    require_open(case)
+    if user.role != Role.RADIOLOGIST or case.assignee_id != user.id:
+        raise PermissionDeniedError(
+            "only the radiologist who holds the case may decide on it; claim it first",
+            code="not_case_holder",
+        )
+
+
+def clean_text(value: str | None, field: str) -> str | None:
+    text = (value or "").strip()
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidInputError(
+            f"{field} must be at most {MAX_REASON_CHARS} characters", code="text_too_long"
+        )
+    return text or None
+
+
+@asynccontextmanager
+async def concurrent_change_conflicts(session: AsyncSession) -> AsyncIterator[None]:
+    """Turn a write that collides with a concurrent one into a 409 ``decision_conflict``.
+
+    The collision (the decision's sequence, the case's version) surfaces at the first flush,
+    and the audit append flushes: the block covers it and the commit.
+    """
+    try:
+        yield
+    except (IntegrityError, StaleDataError):
+        await session.rollback()
+        raise ConflictError(
+            "a concurrent change to this case won; reload and try again",
+            code="decision_conflict",
+        ) from None

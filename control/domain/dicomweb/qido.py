@@ -42,7 +42,7 @@ from control.domain.dicomweb.query import (
     Level,
     QidoQuery,
 )
-from control.domain.studies.prepare import NIFTI_SOP_CLASS
+from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.errors import InvalidInputError, NotFoundError
 
 __all__ = [

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Instance, Series, Study
 from control.domain.dicomweb.media import JPEG, NotAcceptableError
-from control.domain.studies.prepare import NIFTI_SOP_CLASS
+from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.render import Window, encode_png, render_frame, require_window
 

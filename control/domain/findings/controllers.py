@@ -1,4 +1,4 @@
-"""Findings, decisions, sign-off and retry: the radiologist's side of every AI suggestion."""
+"""Findings and decisions: the radiologist's side of every AI suggestion."""
 
 from __future__ import annotations
 
@@ -16,21 +16,16 @@ from control.db.models import DecisionAction, Role
 from control.dicom.reader import UploadLimits
 from control.domain.auth.guards import requires
 from control.domain.auth.identity import AuthUser
-from control.domain.cases.schemas import CaseOut
 from control.domain.cases.service import get_case
 from control.domain.findings import service
 from control.domain.findings.schemas import (
     DecisionIn,
     DecisionOut,
     FindingOut,
-    HistoryEntry,
-    RetryIn,
-    SignOffIn,
 )
 from control.domain.findings.service import DecisionRequest
 from control.errors import InvalidInputError, PayloadTooLargeError
 from control.http.context import actor_from_request
-from control.inference.queue import retry_case
 
 AuthRequest = Request[AuthUser, object, State]
 READERS = (Role.ADMIN, Role.RADIOLOGIST)
@@ -56,14 +51,6 @@ class FindingController(Controller):
         """The case's AI findings with provenance, decisions and the decision in force."""
         case = await get_case(db_session, case_id, request.user, with_images=False)
         return [FindingOut.of(f) for f in await service.case_findings(db_session, case.id)]
-
-    @get("/history", operation_id="getCaseHistory", guards=[requires(*READERS)])
-    async def history(
-        self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID
-    ) -> list[HistoryEntry]:
-        """Every audit entry about the case and its study, oldest first."""
-        case = await get_case(db_session, case_id, request.user, with_images=False)
-        return [HistoryEntry.of(e) for e in await service.case_history(db_session, case)]
 
     @post(
         "/findings/{finding_id:uuid}/decisions",
@@ -137,44 +124,3 @@ class FindingController(Controller):
             await state.store.delete(mask.key)  # the refused decision leaves nothing behind
             raise
         return DecisionOut.of(decision)
-
-    @post(
-        "/sign-off",
-        operation_id="signOffCase",
-        status_code=200,
-        guards=[requires(Role.RADIOLOGIST)],
-    )
-    async def sign_off(
-        self, request: AuthRequest, db_session: AsyncSession, case_id: uuid.UUID, data: SignOffIn
-    ) -> CaseOut:
-        """Sign the case off (the holder only); every AI finding needs a decision first.
-        A signed-off case is read-only."""
-        case = await get_case(db_session, case_id, request.user, for_claim=True)
-        case = await service.sign_off(
-            db_session,
-            case,
-            request.user,
-            actor_from_request(request),
-            version=data.version,
-            note=data.note,
-        )
-        return CaseOut.of(case)
-
-    @post("/retry", operation_id="retryInference", status_code=200, guards=[requires(Role.ADMIN)])
-    async def retry(
-        self,
-        request: AuthRequest,
-        db_session: AsyncSession,
-        state: State,
-        case_id: uuid.UUID,
-        data: RetryIn,
-    ) -> CaseOut:
-        """Queue a failed case for inference again (admins); 409 unless it is ``failed``."""
-        case = await get_case(db_session, case_id, request.user)
-        await retry_case(
-            db_session, case, state.settings, actor_from_request(request), data.version
-        )
-        await db_session.commit()
-        if state.worker is not None:
-            state.worker.notify()
-        return CaseOut.of(case)

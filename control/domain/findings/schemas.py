@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from control.db.models import AuditEntry, Decision, DecisionAction, Finding, FindingKind
+from control.db.models import Decision, DecisionAction, Finding, FindingKind
+from control.served.artefacts import CamArtefacts
+from control.served.base import ViewerView
+from control.served.registry import SERVED_MODELS
 
 
 class DecisionOut(msgspec.Struct):
@@ -42,10 +44,17 @@ class DecisionOut(msgspec.Struct):
         )
 
 
+def viewer_views(finding: Finding) -> list[ViewerView]:
+    """What the viewer API can render from the finding (its model's views)."""
+    model = SERVED_MODELS.get(finding.model_name)
+    return sorted(model.viewer) if model is not None else []
+
+
 def cam_labels(finding: Finding) -> list[str]:
     """The labels whose heat maps the finding's CAM image holds, in their stored order."""
-    packed = finding.artifacts.get("cam_labels", "")
-    return packed.split(",") if packed else []
+    if ViewerView.CAM not in viewer_views(finding) or "cams" not in finding.artifacts:
+        return []
+    return CamArtefacts.of(finding).labels
 
 
 class ModelRef(msgspec.Struct):
@@ -61,8 +70,9 @@ class ModelRef(msgspec.Struct):
 class FindingOut(msgspec.Struct):
     """An AI suggestion and the decisions on it (``current_decision`` is the one in force).
 
-    ``cam_labels`` name the heat maps available from the overlay endpoint; a segmentation's
-    slices with its overlay come from the volume endpoints.
+    ``views`` say what the viewer API renders from it: ``cam`` (``cam_labels`` name the
+    heat maps of the overlay endpoint), ``segmentation`` (the volume endpoints) or
+    ``slice_heatmap`` (per-slice results and heat maps of a series, the slice endpoints).
     """
 
     id: uuid.UUID
@@ -75,6 +85,7 @@ class FindingOut(msgspec.Struct):
     thresholds: dict[str, float]
     volumes_ml: dict[str, float]
     cam_labels: list[str]
+    views: list[ViewerView]
     input_sha256: str
     output_sha256: str
     latency_ms: float
@@ -102,6 +113,7 @@ class FindingOut(msgspec.Struct):
             thresholds=dict(finding.thresholds),
             volumes_ml=dict(finding.volumes_ml),
             cam_labels=cam_labels(finding),
+            views=viewer_views(finding),
             input_sha256=finding.input_sha256,
             output_sha256=finding.output_sha256,
             latency_ms=finding.latency_ms,
@@ -109,29 +121,6 @@ class FindingOut(msgspec.Struct):
             decisions=decisions,
             current_decision=decisions[-1] if decisions else None,
         )
-
-
-class HistoryEntry(msgspec.Struct):
-    """One audit entry about the case or its study."""
-
-    id: int
-    occurred_at: datetime
-    actor: str | None
-    action: str
-    outcome: str
-    details: dict[str, Any]
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> HistoryEntry:
-        return cls(
-            id=entry.id,
-            occurred_at=entry.occurred_at,
-            actor=entry.actor,
-            action=entry.action,
-            outcome=entry.outcome,
-            details=json.loads(entry.details),
-        )
-
 
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 
@@ -146,14 +135,3 @@ class DecisionIn(msgspec.Struct, forbid_unknown_fields=True):
     note: Text | None = None
     labels: list[Annotated[str, msgspec.Meta(max_length=64)]] | None = None
     supersedes: uuid.UUID | None = None
-
-
-class SignOffIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Sign the case off; ``version`` is the case version the client last saw."""
-
-    version: int
-    note: Text | None = None
-
-
-class RetryIn(msgspec.Struct, forbid_unknown_fields=True):
-    version: int

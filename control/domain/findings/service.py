@@ -1,4 +1,4 @@
-"""Radiologist review: decisions on AI findings, mask edits and sign-off, all audited.
+"""Radiologist review: decisions on AI findings and mask edits, all audited.
 
 AI output is a suggestion. Only the radiologist who holds a case decides on its findings;
 decisions are never changed or deleted: a later change is a new decision that supersedes
@@ -8,52 +8,44 @@ the current one, and two concurrent decisions on one finding cannot both be stor
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio.to_thread
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
-from control.db.engine import settings_of
 from control.db.models import (
-    AuditEntry,
     Case,
     CaseStatus,
     Decision,
     DecisionAction,
     Finding,
     FindingKind,
-    Role,
 )
 from control.dicom.nifti import read_nifti
 from control.dicom.reader import UploadLimits
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
-from control.domain.cases.service import check_version, require_open
+from control.domain.cases.service import (
+    clean_text,
+    concurrent_change_conflicts,
+    require_holder,
+)
 from control.domain.studies.prepare import HEAVY_WORK_SLOTS
 from control.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    PermissionDeniedError,
     UnsupportedMediaError,
 )
 from control.imaging.volumes import nifti_bytes, nifti_image
-from control.inference.pipelines import REGIONS
-from control.inference.queue import NO_MODEL_FLAG, unfinished_job
-from control.results.jobs import enqueue_case_exports
+from control.served.brats import REGIONS
 from control.storage import ObjectStore
 from medvision_contract.labels import BRATS_REGIONS
 from medvision_contract.regions import region_volumes_ml
-
-MAX_REASON_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -96,35 +88,8 @@ def current_decision(finding: Finding) -> Decision | None:
     return finding.decisions[-1] if finding.decisions else None
 
 
-async def case_history(session: AsyncSession, case: Case) -> list[AuditEntry]:
-    """Audit entries about the case or its study, in chain order."""
-    targets = [str(case.id), str(case.study_id)]
-    result = await session.scalars(
-        select(AuditEntry).where(AuditEntry.target_id.in_(targets)).order_by(AuditEntry.id)
-    )
-    return list(result.all())
-
-
-def _require_holder(case: Case, user: AuthUser) -> None:
-    require_open(case)
-    if user.role != Role.RADIOLOGIST or case.assignee_id != user.id:
-        raise PermissionDeniedError(
-            "only the radiologist who holds the case may decide on it; claim it first",
-            code="not_case_holder",
-        )
-
-
-def _clean_text(value: str | None, field: str) -> str | None:
-    text = (value or "").strip()
-    if len(text) > MAX_REASON_CHARS:
-        raise InvalidInputError(
-            f"{field} must be at most {MAX_REASON_CHARS} characters", code="text_too_long"
-        )
-    return text or None
-
-
 def _validate(finding: Finding, request: DecisionRequest, mask: EditedMask | None) -> None:
-    reason = _clean_text(request.reason, "reason")
+    reason = clean_text(request.reason, "reason")
     if request.action in (DecisionAction.REJECT, DecisionAction.EDIT) and not reason:
         raise InvalidInputError(f"a {request.action.value} needs a reason", code="reason_required")
     if request.action != DecisionAction.EDIT:
@@ -181,7 +146,7 @@ async def decide(
     403 ``not_case_holder``; 409 ``case_signed_off``, ``stale_decision`` (``supersedes`` is
     not the current decision) or ``decision_conflict`` (a concurrent decision won).
     """
-    _require_holder(case, user)
+    require_holder(case, user)
     _validate(finding, request, mask)
     head = current_decision(finding)
     head_id = head.id if head else None
@@ -199,8 +164,8 @@ async def decide(
         action=request.action,
         user_id=user.id,
         username=user.username,
-        reason=_clean_text(request.reason, "reason"),
-        note=_clean_text(request.note, "note"),
+        reason=clean_text(request.reason, "reason"),
+        note=clean_text(request.note, "note"),
         labels=sorted(set(request.labels)) if request.labels is not None else None,
         mask_key=mask.key if mask else None,
         mask_sha256=mask.sha256 if mask else None,
@@ -211,7 +176,7 @@ async def decide(
     if case.status in (CaseStatus.INFERRED, CaseStatus.QUEUED):
         case.status = CaseStatus.IN_REVIEW
     case.updated_at = datetime.now(UTC)  # a new version: cached views of the case go stale
-    async with _concurrent_change_conflicts(session):
+    async with concurrent_change_conflicts(session):
         await chain.append(
             session,
             "decision.recorded",
@@ -232,23 +197,6 @@ async def decide(
         )
         await session.commit()
     return decision
-
-
-@asynccontextmanager
-async def _concurrent_change_conflicts(session: AsyncSession) -> AsyncIterator[None]:
-    """Turn a write that collides with a concurrent one into a 409 ``decision_conflict``.
-
-    The collision (the decision's sequence, the case's version) surfaces at the first flush,
-    and the audit append flushes: the block covers it and the commit.
-    """
-    try:
-        yield
-    except (IntegrityError, StaleDataError):
-        await session.rollback()
-        raise ConflictError(
-            "a concurrent change to this case won; reload and try again",
-            code="decision_conflict",
-        ) from None
 
 
 def _mask_volumes(
@@ -322,7 +270,7 @@ async def store_mask(
 
     The caller deletes the object again if the decision that references it is refused.
     """
-    _require_holder(case, user)
+    require_holder(case, user)
     if finding.kind != FindingKind.SEGMENTATION:
         raise InvalidInputError("only segmentations take a mask", code="not_a_segmentation")
     reference = await store.get(finding.artifacts["segmentation"])
@@ -333,67 +281,3 @@ async def store_mask(
     key = f"derived/cases/{case.id}/masks/{uuid.uuid4()}.nii.gz"
     stored = await store.put(key, canonical, content_type="application/gzip")
     return EditedMask(key=key, sha256=stored.sha256, volumes_ml=volumes)
-
-
-async def sign_off(
-    session: AsyncSession,
-    case: Case,
-    user: AuthUser,
-    actor: Actor,
-    *,
-    version: int,
-    note: str | None,
-) -> Case:
-    """Sign the case off: no inference may be pending and every AI finding must carry a
-    decision; the case becomes read-only."""
-    _require_holder(case, user)
-    check_version(case, version)
-    readable = case.status in (CaseStatus.INFERRED, CaseStatus.IN_REVIEW, CaseStatus.FAILED) or (
-        case.status == CaseStatus.RECEIVED and NO_MODEL_FLAG in case.flags
-    )
-    if not readable:
-        raise ConflictError(
-            f"a {case.status.value} case cannot be signed off yet: its inference is pending",
-            code="inference_pending",
-        )
-    if await unfinished_job(session, case.id) is not None:
-        raise ConflictError(
-            "images that arrived after the case was inferred are still being inferred",
-            code="inference_pending",
-        )
-    findings = await case_findings(session, case.id)
-    undecided = [str(f.id) for f in findings if current_decision(f) is None]
-    if undecided:
-        raise ConflictError(
-            f"{len(undecided)} AI finding(s) have no decision yet",
-            code="decisions_missing",
-            detail={"finding_ids": undecided},
-        )
-    now = datetime.now(UTC)
-    case.status = CaseStatus.SIGNED_OFF
-    case.signed_off_by_id = user.id
-    case.signed_off_at = now
-    case.sign_off_note = _clean_text(note, "note")
-    async with _concurrent_change_conflicts(session):
-        await chain.append(
-            session,
-            "case.signed_off",
-            actor,
-            target_type="case",
-            target_id=str(case.id),
-            details={
-                "decisions": {
-                    str(f.id): str(decision.id)
-                    for f in findings
-                    if (decision := current_decision(f)) is not None
-                },
-                "note": case.sign_off_note,
-            },
-        )
-        # The results go to the configured PACS destinations: queued with the sign-off, so
-        # a signed-off case always has its exports (control.results.jobs).
-        settings = settings_of(session.get_bind())
-        if settings is not None:
-            await enqueue_case_exports(session, case, findings, settings, actor)
-        await session.commit()
-    return case

@@ -17,12 +17,10 @@ import numpy as np
 import pydicom
 
 from control.dicom.deid import DeidResult, deidentify, pseudonymous_uid
-from control.dicom.nifti import assemble_mri_volume, looks_like_nifti
+from control.dicom.nifti import NIFTI_SOP_CLASS, assemble_mri_volume, looks_like_nifti
 from control.dicom.reader import UploadLimits, looks_like_dicom, read_dicom
 from control.errors import InvalidInputError, MedVisionError, UnsupportedMediaError
 from control.imaging.volumes import nifti_bytes
-
-NIFTI_SOP_CLASS = "nifti"
 
 
 @dataclass

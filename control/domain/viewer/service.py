@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series
 from control.domain.findings.schemas import cam_labels
 from control.domain.findings.service import current_decision
-from control.domain.studies.prepare import NIFTI_SOP_CLASS
+from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.domain.viewer.schemas import SegmentationVolume, SliceCounts
 from control.domain.viewer.volume_cache import DisplayVolume, load_label_map, load_volume
 from control.errors import InvalidInputError, NotFoundError

@@ -18,8 +18,8 @@ from control.config import Settings
 from control.db.engine import create_engine, create_session_factory
 from control.db.models import AuditEntry, Case, CaseStatus, FindingKind, InferenceJob, Instance
 from control.db.models import JobStatus as Job
-from control.inference import queue
-from control.inference.pipelines import FindingDraft, ModelInfo
+from control.domain.jobs import queue
+from control.served.base import FindingDraft, ModelInfo
 from control.inference.worker import Worker
 from control.storage import build_store
 from tests.fixtures.dx import chest_dx

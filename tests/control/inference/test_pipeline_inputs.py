@@ -14,7 +14,7 @@ from pydicom.pixels.processing import apply_modality_lut
 
 from control.errors import InvalidInputError
 from control.imaging.volumes import nifti_bytes
-from control.inference.pipelines import cxr_pixels
+from control.served.cxr import cxr_pixels
 from tests.fixtures.dx import chest_dx
 
 

@@ -25,8 +25,8 @@ from control.db.models import (
     Study,
 )
 from control.domain.audit.chain import SYSTEM
-from control.inference import queue
-from control.inference.queue import ClaimedJob, backoff_s
+from control.domain.jobs import queue
+from control.domain.jobs.queue import ClaimedJob, backoff_s
 from tests.conftest import SECRET
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.uploads import upload

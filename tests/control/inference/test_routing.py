@@ -15,7 +15,13 @@ from sqlalchemy import func, select
 
 from control.config import Settings
 from control.db.models import InferenceJob, Instance, Series, Study
-from control.inference.routing import BRATS, CXR, NIFTI_SOP_CLASS, RoutingRules, route_study
+from control.dicom.nifti import NIFTI_SOP_CLASS
+from control.served.base import RoutingRules
+from control.served.registry import route_study
+from medvision_contract.served import BRATS as BRATS_CONTRACT
+from medvision_contract.served import CXR as CXR_CONTRACT
+
+CXR, BRATS = CXR_CONTRACT.name, BRATS_CONTRACT.name
 from tests.conftest import SECRET
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study

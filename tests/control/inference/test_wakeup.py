@@ -12,7 +12,7 @@ from sqlalchemy import select
 from control.config import Settings
 from control.db.engine import create_engine, create_session_factory
 from control.db.models import InferenceJob
-from control.inference.wakeup import libpq_conninfo
+from control.domain.jobs.wakeup import libpq_conninfo
 from control.inference.worker import Worker
 from control.storage import build_store
 from tests.fixtures.dx import chest_dx

@@ -29,8 +29,8 @@ from control.db.models import (
 )
 from control.domain.audit.chain import SYSTEM
 from control.domain.findings.service import case_findings
-from control.inference import queue
-from control.inference.pipelines import FindingDraft, ModelInfo
+from control.domain.jobs import queue
+from control.served.base import FindingDraft, ModelInfo
 from control.inference.worker import Worker
 from control.results.destinations import StowDestination
 from control.results.jobs import enqueue_case_exports

@@ -24,9 +24,7 @@ from control.db.leases import take_lease
 from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
-from control.domain.cases.service import check_version
-from control.errors import ConflictError
-from control.inference.wakeup import announce_job
+from control.domain.jobs.wakeup import announce_job
 
 NO_MODEL_FLAG = "no_model"
 #: A case in review whose follow-up job failed: it stays with its holder, an admin may retry.
@@ -79,16 +77,30 @@ async def lock_case(session: AsyncSession, case_id: uuid.UUID) -> None:
 
 
 async def enqueue(
-    session: AsyncSession, case: Case, pipeline: str, settings: Settings, actor: Actor
+    session: AsyncSession,
+    case: Case,
+    pipeline: str,
+    settings: Settings,
+    actor: Actor,
+    *,
+    settle_s: float = 0.0,
 ) -> InferenceJob | None:
     """Queue ``case`` for ``pipeline`` inside the caller's transaction.
 
     Returns None (and changes nothing) when the case is signed off or already has a pending
     or running job: a pending job reads the case's images when it runs, and a running one
     queues a follow-up for images that arrived meanwhile (see
-    :func:`control.inference.scheduling.schedule_case`).
+    :func:`control.domain.jobs.scheduling.schedule_case`).
+
+    With ``settle_s`` the job is due that long from now, and a new image pushes a waiting
+    job's start back again: a series arriving image by image is read once, whole.
     """
-    if case.status == CaseStatus.SIGNED_OFF or await unfinished_job(session, case.id) is not None:
+    if case.status == CaseStatus.SIGNED_OFF:
+        return None
+    waiting = await unfinished_job(session, case.id)
+    if waiting is not None:
+        if settle_s > 0 and waiting.status == JobStatus.PENDING and waiting.attempts == 0:
+            waiting.available_at = max(waiting.available_at, utcnow() + timedelta(seconds=settle_s))
         return None
     job = InferenceJob(
         case_id=case.id,
@@ -96,7 +108,7 @@ async def enqueue(
         status=JobStatus.PENDING,
         attempts=0,
         max_attempts=settings.job_max_attempts,
-        available_at=utcnow(),
+        available_at=utcnow() + timedelta(seconds=settle_s),
     )
     session.add(job)
     if case.status != CaseStatus.IN_REVIEW:  # a case in review stays with its holder
@@ -250,22 +262,3 @@ async def give_up_or_retry(
         status = job.status
         await session.commit()
         return status
-
-
-async def retry_case(
-    session: AsyncSession, case: Case, settings: Settings, actor: Actor, version: int
-) -> InferenceJob:
-    """Queue a failed case (or a case in review whose follow-up job failed) again (admin);
-    409 ``case_not_failed`` otherwise."""
-    check_version(case, version)
-    failed = case.status == CaseStatus.FAILED or FOLLOW_UP_FAILED_FLAG in case.flags
-    if not failed or not case.pipeline:
-        raise ConflictError(
-            "only a failed case with a pipeline can be retried",
-            code="case_not_failed",
-            detail={"status": case.status.value},
-        )
-    job = await enqueue(session, case, case.pipeline, settings, actor)
-    if job is None:
-        raise ConflictError("the case already has a pending or running job", code="job_active")
-    return job

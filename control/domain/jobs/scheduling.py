@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.config import Settings
 from control.db.models import Case, CaseStatus, InferenceJob, Study
 from control.domain.audit.chain import Actor
-from control.inference.queue import enqueue, inferred_subjects, lock_case, mark_no_model
-from control.inference.routing import RoutingRules, route_study
+from control.domain.jobs.queue import enqueue, inferred_subjects, lock_case, mark_no_model
+from control.served.base import RoutingRules
+from control.served.registry import route_study, served_model
 
 
 async def schedule_case(
@@ -35,4 +36,5 @@ async def schedule_case(
         return None
     if route.without(await inferred_subjects(session, case.id)).pipeline is None:
         return None
-    return await enqueue(session, case, route.pipeline, settings, actor)
+    settle_s = served_model(route.pipeline).settle_s(settings)
+    return await enqueue(session, case, route.pipeline, settings, actor, settle_s=settle_s)

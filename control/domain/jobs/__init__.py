@@ -1,0 +1,1 @@
+"""Inference jobs: the queue (claims, leases, retries), scheduling cases onto it, wake-ups."""
