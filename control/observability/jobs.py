@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.db.models import InferenceJob
-from control.inference.queue import ClaimedJob
+from control.domain.jobs.queue import ClaimedJob
 from control.observability import tracing
 from control.observability.metrics import JOB_ATTEMPTS, JOB_DURATION
 

@@ -21,6 +21,7 @@ from control.domain.audit import chain
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import visible_to
+from control.domain.jobs.scheduling import schedule_case
 from control.domain.studies.links import LinkCipher
 from control.domain.studies.prepare import (
     PreparedInstance,
@@ -30,7 +31,6 @@ from control.domain.studies.prepare import (
     prepare_upload,
 )
 from control.errors import ConflictError, MedVisionError, NotFoundError, PermissionDeniedError
-from control.inference.scheduling import schedule_case
 from control.observability.metrics import record_ingest
 from control.observability.tracing import ingest_span
 from control.results.records import RecordCipher
