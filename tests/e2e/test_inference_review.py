@@ -42,6 +42,7 @@ from control.triton.server import (
 )
 from tests.conftest import SECRET
 from tests.control.triton import skip_without_triton
+from tests.fixtures.ct import ct_slice
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.triton_repo import TINY_MAX_PIXELS, TINY_MODEL_VERSION, build_tiny_repository
@@ -106,6 +107,8 @@ def settings(database_url: str, tmp_path: Path, triton: ManagedTriton) -> Settin
         job_backoff_max_s=2.0,
         job_max_attempts=60,
         job_lease_s=3.0,
+        # A head CT series sent in several requests is read once, whole.
+        ct_series_settle_s=1.0,
     )
 
 
@@ -603,3 +606,119 @@ async def test_triton_error_fails_the_case_with_the_reason(client, accounts, run
     assert failed[0]["details"]["attempts"] == 1
     job = await job_of(client.app.state.settings, case_id)
     assert job.status == JobStatus.FAILED and job.attempts == 1
+
+
+def head_ct_files(count: int, *, tilt: float | None = None) -> list[tuple[str, bytes]]:
+    """A synthetic axial head CT series (64² slices 1 mm apart), in shuffled order."""
+    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    files = []
+    for index in np.random.default_rng(7).permutation(count):
+        payload = ct_slice(64, study_uid=study, series_uid=series, index=int(index), seed=5)
+        if tilt is not None:
+            ds = pydicom.dcmread(BytesIO(payload))
+            ds.GantryDetectorTilt = tilt
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            payload = buffer.getvalue()
+        files.append((f"slice-{index}.dcm", payload))
+    return files
+
+
+async def test_head_ct_series_upload_infer_review_sign_off(client, accounts, running_worker):
+    pacs, rad1 = accounts["pacs1"], accounts["rad1"]
+    files = head_ct_files(10)
+    first = await upload(client, pacs, *files[:6])
+    assert first["studies"][0]["pipeline"] == "ct_head"
+    second = await upload(client, pacs, *files[6:])  # the rest of the series, later
+    assert second["case_ids"] == first["case_ids"]
+    [case_id] = first["case_ids"]
+
+    case = await wait_for_status(client, rad1, case_id, "inferred", "failed")
+    assert case["status"] == "inferred", case
+    [finding] = case["findings"]  # one finding for the series, read whole
+    assert (finding["kind"], finding["subject"], finding["instance_id"]) == (
+        "classification",
+        "volume",
+        None,
+    )
+    assert finding["model"]["name"] == "ct_head"
+    assert finding["model"]["network"] == "ct_head_net"
+    assert finding["views"] == ["slice_heatmap"] and finding["cam_labels"] == []
+    labels = ["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]
+    assert list(finding["probabilities"]) == labels
+    assert sorted(finding["labels"]) == sorted(
+        label for label, p in finding["probabilities"].items() if p >= finding["thresholds"][label]
+    )
+
+    # Per-slice results: every slice once, in position order, the study level their maximum.
+    base = f"/api/cases/{case_id}/findings/{finding['id']}/slices"
+    response = await client.get(base, headers=rad1.headers)
+    assert response.status_code == 200, response.text
+    table = response.json()
+    assert table["labels"] == labels and table["spacing_mm"] == [1.0, 0.5, 0.5]
+    slices = table["slices"]
+    assert [row["index"] for row in slices] == list(range(10))
+    assert [row["position_mm"] for row in slices] == [float(z) for z in range(10)]
+    assert len({row["instance_id"] for row in slices}) == 10
+    for label in labels:
+        highest = max(row["probabilities"][label] for row in slices)
+        assert finding["probabilities"][label] == pytest.approx(highest, abs=1e-6)
+    # The instance behind slice 3 is the slice uploaded at z = 3 mm.
+    metadata = await client.get(
+        f"/api/cases/{case_id}/instances/{slices[3]['instance_id']}/metadata",
+        headers=rad1.headers,
+    )
+    assert metadata.json()["00200032"]["Value"][2] == 3.0
+
+    # A slice under a chosen window, and its heat map.
+    brain = await client.get(f"{base}/3/image", params={"window": "brain"}, headers=rad1.headers)
+    bone = await client.get(f"{base}/3/image", params={"window": "bone"}, headers=rad1.headers)
+    assert brain.status_code == bone.status_code == 200, (brain.text, bone.text)
+    brain_px = np.asarray(Image.open(BytesIO(brain.content)))
+    bone_px = np.asarray(Image.open(BytesIO(bone.content)))
+    assert brain_px.shape == bone_px.shape == (64, 64)
+    assert brain_px[32, 32] > bone_px[32, 32]  # brain (35 HU) is bright under the brain window
+    heatmap = await client.get(f"{base}/3/heatmap", headers=rad1.headers)
+    assert heatmap.status_code == 200 and heatmap.headers["content-type"] == "image/png"
+    heat = np.asarray(Image.open(BytesIO(heatmap.content)))
+    assert heat.ndim == 2 and heat.shape[0] == heat.shape[1] and heat.dtype == np.uint8
+    for path, params, status, code in (
+        (f"{base}/10/image", {}, 404, "slice_not_found"),
+        (f"{base}/3/image", {"window": "lung-ish"}, 400, "invalid_window"),
+        (f"{base}/3/image", {"window": "brain", "window_width": "80"}, 400, "invalid_window"),
+    ):
+        response = await client.get(path, params=params, headers=rad1.headers)
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
+
+    # Review as for the chest model: an edit of the label set, then sign-off.
+    await claim(client, rad1, case_id)
+    response = await decide(client, rad1, case_id, finding["id"], action="edit", labels=["x"],
+                            reason="no such label")  # fmt: skip
+    assert response.status_code == 400 and response.json()["code"] == "invalid_labels"
+    response = await decide(
+        client, rad1, case_id, finding["id"], action="edit", labels=["any", "subdural"],
+        reason="thin subdural collection along the left convexity",
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    version = (await client.get(f"/api/cases/{case_id}", headers=rad1.headers)).json()["version"]
+    response = await client.post(
+        f"/api/cases/{case_id}/sign-off", json={"version": version}, headers=rad1.headers
+    )
+    assert response.status_code == 200 and response.json()["status"] == "signed_off", response.text
+    async with running_worker.session_factory() as session:
+        jobs = (await session.scalars(select(InferenceJob))).all()
+        assert [(job.pipeline, job.status) for job in jobs] == [("ct_head", JobStatus.DONE)]
+        completed = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "inference.completed")
+            )
+        ).all()
+    assert [json.loads(entry.details)["model"] for entry in completed] == ["ct_head"]
+
+
+async def test_a_tilted_head_ct_fails_with_the_reason(client, accounts, running_worker):
+    body = await upload(client, accounts["pacs1"], *head_ct_files(4, tilt=12.0))
+    [case_id] = body["case_ids"]
+    case = await wait_for_status(client, accounts["rad1"], case_id, "failed", "inferred")
+    assert case["status"] == "failed" and case["findings"] == []
+    assert "gantry tilt of 12 degrees" in case["status_reason"], case
