@@ -2,6 +2,10 @@
 
     .venv/bin/python -m bench.triton_cxr [--model densenet121|demo|tiny] [--reps 30]
         [--clients 8] [--requests 80] [--perf-analyzer PATH] [--postprocess-instances N]
+        [--quick]
+
+``--quick`` (5 latency repetitions, 16 requests, no perf_analyzer; about a minute) is for a
+developer checking a change; the README's figures come from the full mode.
 
 A temporary model repository gets the committed ``cxr`` ensemble and its pre/post models
 plus a ``cxr_net`` exported by ``export.repository.export_model`` (``python-onnx``, the
@@ -14,9 +18,9 @@ Figures:
 - ensemble overhead: median ``cxr`` latency over gRPC through ``TritonClient`` (system
   shared memory for the input on, then off; and a raw client with the outputs in shared
   memory too) divided by the median of the same numpy pre/post-processing
-  (``cxr_pixels.py``, ``cxr_cams.py`` imported by path) and onnxruntime session (the
-  runner's options) called in this process; the variants run interleaved, call by call,
-  so load from other processes hits them alike;
+  (``cxr_pixels.py`` imported by path, ``medvision_contract.cams`` as the post-processing
+  model imports it) and onnxruntime session (the runner's options) called in this process;
+  the variants run interleaved, call by call, so load from other processes hits them alike;
 - throughput: ``--clients`` concurrent asyncio tasks sending ``--requests`` requests in
   all, requests/s divided by the best in-process throughput (thread pools of 1 and 2
   workers over the pipeline);
@@ -155,7 +159,8 @@ def runner_session(onnx_path: Path, intra_op_threads: int) -> Any:
 def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
     """Pre-processing, network and post-processing as the three Triton models run them."""
     pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
-    cams_module = load_by_path("cxr_postprocess", "cxr_cams", repository)
+    from medvision_contract import cams as cams_module
+
     thresholds = np.full(14, THRESHOLD, dtype=np.float32)
 
     def run(pixels: np.ndarray, invert: bool) -> dict[str, np.ndarray]:
@@ -176,8 +181,9 @@ def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
 
 def stage_times(repository: Path, session: Any, pixels: np.ndarray, reps: int) -> dict[str, float]:
     """Median milliseconds of each in-process stage."""
+    from medvision_contract import cams as cams_module
+
     pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
-    cams_module = load_by_path("cxr_postprocess", "cxr_cams", repository)
     times: dict[str, list[float]] = {"pre": [], "net": [], "post": []}
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -498,7 +504,13 @@ def main() -> None:
         "--net-intra-op", type=int, default=0,
         help="override cxr_net onnxruntime intra-op threads (a what-if)",
     )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="5 latency repetitions, 16 requests, no perf_analyzer: a check, not the figures",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.quick:
+        args.reps, args.requests, args.skip_perf_analyzer = 5, 16, True
 
     from control.triton.server import TritonServer, free_triton_ports
     from export.triton_config import update_config_parameters
