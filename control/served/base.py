@@ -37,7 +37,7 @@ class ViewerView(enum.StrEnum):
     CAM = "cam"
     #: Label-map slices and the label volume of a segmentation (``/segmentation/...``).
     SEGMENTATION = "segmentation"
-    #: Per-slice probabilities and heat maps of a series (``/findings/{id}/slices...``).
+    #: Per-slice probabilities and heat maps of a series (``/findings/{id}/per-slice...``).
     SLICE_HEATMAP = "slice_heatmap"
 
 

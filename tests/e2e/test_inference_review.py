@@ -651,7 +651,7 @@ async def test_head_ct_series_upload_infer_review_sign_off(client, accounts, run
     )
 
     # Per-slice results: every slice once, in position order, the study level their maximum.
-    base = f"/api/cases/{case_id}/findings/{finding['id']}/slices"
+    base = f"/api/cases/{case_id}/findings/{finding['id']}/per-slice"
     response = await client.get(base, headers=rad1.headers)
     assert response.status_code == 200, response.text
     table = response.json()

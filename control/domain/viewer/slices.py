@@ -133,7 +133,7 @@ async def _heatmap_png(store: ObjectStore, key: str, index: int, count: int) -> 
 
 
 class SliceViewerController(Controller):
-    path = "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/slices"
+    path = "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/per-slice"
     tags = ["viewer"]
     guards = [requires(Role.ADMIN, Role.RADIOLOGIST)]
 
