@@ -42,6 +42,7 @@ from control.errors import (
     UnsupportedMediaError,
 )
 from control.imaging.volumes import nifti_bytes, nifti_image
+from control.served.artefacts import SegmentationArtefacts
 from control.served.brats import REGIONS
 from control.storage import ObjectStore
 from medvision_contract.labels import BRATS_REGIONS
@@ -273,7 +274,7 @@ async def store_mask(
     require_holder(case, user)
     if finding.kind != FindingKind.SEGMENTATION:
         raise InvalidInputError("only segmentations take a mask", code="not_a_segmentation")
-    reference = await store.get(finding.artifacts["segmentation"])
+    reference = await store.get(SegmentationArtefacts.of(finding).segmentation)
     payload, filename = upload
     canonical, volumes = await anyio.to_thread.run_sync(
         _mask_volumes, payload, reference, filename, limits
