@@ -1,4 +1,4 @@
-"""Network outputs to findings: probabilities, positives and CAMs on the original image grid.
+"""Network outputs to findings: probabilities, positives and CAMs mapped onto the image.
 
 numpy only; used by the ``cxr_postprocess`` and ``ct_head_postprocess`` Triton models,
 training evaluation and their tests.
@@ -177,6 +177,14 @@ def cams_to_image(
     for index, cam in enumerate(flat):
         out[index] = scale_to_uint8(cam)
     return out.reshape(maps.shape)
+
+
+def cams_to_display(cams: Array, geometry: Array, size: int, max_side: int) -> Array:
+    """CAMs [..., h, w] to uint8 [..., H', W'] covering the original image on a grid of its
+    aspect ratio whose longer side is ``max_side`` (``longest_side_shape``): what a viewer
+    stretches over the image, at a fraction of the full image's bytes."""
+    shape, _scale, _pad = geometry_fields(geometry, size)
+    return cams_to_image(cams, geometry, size, longest_side_shape(shape, max_side))
 
 
 def parse_floats(text: str, count: int, name: str) -> Array:

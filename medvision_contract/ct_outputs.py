@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medvision_contract.cams import cams_to_image, geometry_fields, longest_side_shape, sigmoid
+from medvision_contract.cams import cams_to_display, sigmoid
 
 Array = npt.NDArray[Any]
 ANY = 0
@@ -48,10 +48,7 @@ def ct_head_outputs(
         )
     slice_probabilities = sigmoid(logits)
     probabilities = slice_probabilities.max(axis=0)
-    shape, _scale, _pad = geometry_fields(geometry, input_size)
-    heatmap = cams_to_image(
-        cams[:, ANY], geometry, input_size, longest_side_shape(shape, cam_max_side)
-    )
+    heatmap = cams_to_display(cams[:, ANY], geometry, input_size, cam_max_side)
     heatmap[slice_probabilities[:, ANY] < thresholds[ANY]] = 0
     return {
         "SLICE_PROBABILITIES": slice_probabilities,

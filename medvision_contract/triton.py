@@ -3,11 +3,13 @@ JSON) and calls to other models through Business Logic Scripting."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from medvision_contract.cams import parse_floats
 
 
 def parameter(config: Mapping[str, Any], key: str, default: str) -> str:
@@ -15,6 +17,31 @@ def parameter(config: Mapping[str, Any], key: str, default: str) -> str:
     or empty."""
     value = config.get("parameters", {}).get(key, {}).get("string_value", "")
     return str(value) if value not in (None, "") else default
+
+
+def classifier_parameters(
+    config: Mapping[str, Any], model_name: str, labels: Sequence[str], *, input_size: int
+) -> dict[str, Any]:
+    """The ``parameters`` of a classifier's post-processing model as keyword arguments of
+    its outputs function: ``thresholds`` (float32, one per label, or one for all),
+    ``input_size`` (``input_size`` when absent) and ``cam_max_side`` (256 when absent).
+
+    Raises ``ValueError`` when the config's ``labels`` are not ``labels`` in order (the
+    network's outputs would be read under the wrong names) or a value is out of range.
+    """
+    found = [name.strip() for name in parameter(config, "labels", ",".join(labels)).split(",")]
+    if found != list(labels):
+        raise ValueError(f"{model_name}: labels must be {tuple(labels)} in order, got {found}")
+    cam_max_side = int(parameter(config, "cam_max_side", "256"))
+    if cam_max_side < 1:
+        raise ValueError(f"{model_name}: cam_max_side {cam_max_side} is not positive")
+    return {
+        "thresholds": parse_floats(
+            parameter(config, "thresholds", "0.5"), len(labels), "thresholds"
+        ),
+        "input_size": int(parameter(config, "input_size", str(input_size))),
+        "cam_max_side": cam_max_side,
+    }
 
 
 class NetworkError(RuntimeError):
@@ -58,3 +85,25 @@ def error_response(pb_utils: Any, model_name: str, error: Exception, *, bad_requ
             output_tensors=[], error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
         )
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def respond(
+    pb_utils: Any,
+    request: Any,
+    model_name: str,
+    inputs: Sequence[str],
+    compute: Callable[..., Mapping[str, npt.NDArray[Any]]],
+    outputs: Sequence[str],
+) -> Any:
+    """The ``InferenceResponse`` for one request: ``compute`` called with the request's
+    ``inputs`` (numpy arrays, in that order), its ``outputs`` sent by name. Any exception
+    becomes this request's ``INVALID_ARG`` error response (:func:`error_response`)."""
+    try:
+        found = compute(
+            *(pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs)
+        )
+    except Exception as error:  # every failure becomes this request's error response
+        return error_response(pb_utils, model_name, error, bad_request=True)
+    return pb_utils.InferenceResponse(
+        output_tensors=[pb_utils.Tensor(name, found[name]) for name in outputs]
+    )

@@ -1,34 +1,38 @@
 """Class-activation maps stored as one image: the maps of all labels stacked top to bottom.
 
-A CAM comes from a 7×7 or 8×8 feature map upsampled to the image size, so a copy reduced
-to ``max_side`` pixels loses nothing a viewer can show; one PNG per radiograph keeps the
-object store writes (each one fsynced) to one per image instead of one per label.
+A CAM comes from a 7×7 or 8×8 feature map; Triton serves it on a grid of the image's
+aspect ratio whose longer side is the post-processing model's ``cam_max_side`` (256 by
+default), and a copy reduced to ``max_side`` pixels loses nothing a viewer can show (it
+stretches the map over the image). One PNG per radiograph keeps the object store writes
+(each one fsynced) to one per image instead of one per label.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import numpy.typing as npt
 
 from control.errors import InvalidInputError
+from medvision_contract.cams import longest_side_shape
+from medvision_contract.preprocess import resize
 
 CAM_ATLAS_SIDE = 128
 
 
 def pack_cams(cams: npt.NDArray[np.uint8], max_side: int = CAM_ATLAS_SIDE) -> npt.NDArray[np.uint8]:
-    """The ``[L, H, W]`` maps reduced (by sampling every k-th pixel, centred) so that the
-    longer side is at most ``max_side``, stacked into one ``[L * h, w]`` image."""
+    """The ``[L, H, W]`` maps stacked into one ``[L * h, w]`` image, each reduced to the
+    aspect ratio kept with the longer side ``max_side`` when it is longer (area average,
+    ``medvision_contract.preprocess.resize``, rounded); smaller maps are kept whole."""
     if cams.ndim != 3 or cams.dtype != np.uint8 or 0 in cams.shape:
         raise InvalidInputError(
             f"CAMs must be a non-empty uint8 [labels, height, width] array, not {cams.shape}",
             code="invalid_image",
         )
-    step = max(1, math.ceil(max(cams.shape[1:]) / max_side))
-    start = step // 2
-    reduced = cams[:, start::step, start::step]
-    return np.ascontiguousarray(reduced.reshape(-1, reduced.shape[2]))
+    shape = (cams.shape[1], cams.shape[2])
+    if max(shape) > max_side:
+        target = longest_side_shape(shape, max_side)
+        cams = np.rint(resize(cams, target)).astype(np.uint8)
+    return np.ascontiguousarray(cams.reshape(-1, cams.shape[2]))
 
 
 def unpack_cam(atlas: npt.NDArray[np.uint8], index: int, count: int) -> npt.NDArray[np.uint8]:

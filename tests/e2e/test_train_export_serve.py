@@ -111,7 +111,8 @@ async def test_cxr_from_a_trained_checkpoint_matches_pytorch(served):
     np.testing.assert_allclose(result["PROBABILITIES"], expected, atol=1e-4)
     thresholds = np.array([float(t) for t in parameters["thresholds"].split(",")])
     np.testing.assert_array_equal(result["POSITIVE"], expected >= thresholds)
-    assert result["CAM"].shape == (14, *pixels.shape)
+    assert pixels.shape == (128, 128)
+    assert result["CAM"].shape == (14, 256, 256)  # longer side cam_max_side (default 256)
     assert result["CAM"].dtype == np.uint8
     assert parameters["synthetic_data"] == "true"
 

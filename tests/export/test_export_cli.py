@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from export.cli import app
 from export.repository import TEMPLATE, ExportError, export_model
-from export.triton_config import config_parameters, parse_config
+from export.triton_config import config_parameters, parse_config, update_config_parameters
 from training.engine.checkpoint import save_checkpoint
 from training.labels import BRATS_REGIONS, CXR_LABELS
 from training.networks.brats import build_brats_net
@@ -212,10 +212,14 @@ def test_committed_pre_post_configs_accept_parameters(
     repo = tmp_path / "model_repository"
     for name in names:
         shutil.copytree(committed / name, repo / name)
+    assert _params(repo / "cxr_postprocess" / "config.pbtxt")["cam_max_side"] == "256"
+    update_config_parameters(repo / "cxr_postprocess" / "config.pbtxt", {"cam_max_side": "192"})
     for kind in ("cxr", "brats"):
         result = export_model(kind, checkpoint=checkpoints[kind], repository=repo, progress=False)  # type: ignore[arg-type]
         assert not result.warnings
-    assert _params(repo / "cxr_postprocess" / "config.pbtxt")["thresholds"].split(",")[0] == "0.2"
+    cxr_post = _params(repo / "cxr_postprocess" / "config.pbtxt")
+    assert cxr_post["thresholds"].split(",")[0] == "0.2"
+    assert cxr_post["cam_max_side"] == "192"  # the deployment's CAM size survives an export
     assert _params(repo / "brats_segment" / "config.pbtxt")["roi"] == "16"
     assert _params(repo / "brats_postprocess" / "config.pbtxt")["threshold"] == "0.4"
 

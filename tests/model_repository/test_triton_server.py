@@ -2,7 +2,8 @@
 
 One server for the module: the repository is copied to a temporary folder, tiny ``cxr_net``
 (S = 64) and ``brats_net`` (roi 16) networks are exported to ONNX there and served through
-export's onnxruntime runner, and the pre/post parameters are filled as export would.
+export's onnxruntime runner, and the pre/post parameters are filled as export would
+(``cam_max_side`` of ``cxr_postprocess`` set to 100, so the test sees the parameter read).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tritonclient.utils import InferenceServerException
 from control.triton.server import TritonServer, free_triton_ports
 from medvision_contract.ct_outputs import ct_head_outputs
 from medvision_contract.ct_windows import ct_head_input
-from medvision_contract.preprocess import brain_zscore, undo_resize_with_padding
+from medvision_contract.preprocess import brain_zscore, resize
 from tests.fixtures.triton_repo import (
     CT_CONTEXT,
     CT_SIZE,
@@ -44,6 +45,7 @@ from training.networks.cxr import CamWrapper, CxrNet, build_cxr_net
 from training.regions import region_volumes_ml, regions_to_labels
 
 SIZE, MEAN, STD, ROI, SW_BATCH = 64, 0.45, 0.27, 16, 3
+CAM_MAX_SIDE = 100
 THRESHOLDS = [0.3 + 0.02 * k for k in range(14)]
 CT_THRESHOLDS = [0.45, 0.5, 0.5, 0.5, 0.5, 0.5]
 MAX_PIXELS = 1_000_000
@@ -98,7 +100,10 @@ def client(
         repository / "cxr_preprocess", input_size=SIZE, mean=MEAN, std=STD, max_pixels=MAX_PIXELS
     )
     _set_parameters(
-        repository / "cxr_postprocess", input_size=SIZE, thresholds=",".join(map(str, THRESHOLDS))
+        repository / "cxr_postprocess",
+        input_size=SIZE,
+        thresholds=",".join(map(str, THRESHOLDS)),
+        cam_max_side=CAM_MAX_SIDE,
     )
     _set_parameters(repository / "brats_segment", roi=ROI, overlap=0.5, sw_batch_size=SW_BATCH)
     _set_parameters(repository / "brats_postprocess", threshold=0.5)
@@ -145,8 +150,11 @@ def _ct_small_pixels() -> np.ndarray:
     return np.clip(np.rint(values), 0, 65535).astype(np.uint16)
 
 
-def _cxr_reference(net: CxrNet, pixels: np.ndarray, invert: bool) -> dict[str, np.ndarray]:
-    """The in-process pipeline: numpy preprocessing, PyTorch network, torch bicubic CAMs."""
+def _cxr_reference(
+    net: CxrNet, pixels: np.ndarray, invert: bool, cam_shape: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """The in-process pipeline: numpy preprocessing, PyTorch network, torch bicubic CAMs
+    with the padding cropped, resized to ``cam_shape``."""
     image, geometry = pixels_module.preprocess_pixels(
         pixels, invert=invert, size=SIZE, mean=MEAN, std=STD
     )
@@ -154,11 +162,11 @@ def _cxr_reference(net: CxrNet, pixels: np.ndarray, invert: bool) -> dict[str, n
         logits, cams = net.forward_with_cam(torch.from_numpy(image))
         upsampled = F.interpolate(cams, size=(SIZE, SIZE), mode="bicubic", align_corners=False)
     probabilities = torch.sigmoid(logits)[0].numpy()
-    shape = pixels.shape
+    scale = SIZE / max(pixels.shape)
+    kept = [round(side * scale) for side in pixels.shape]
     pad = (int(geometry[3]), int(geometry[4]))
-    restored = np.stack(
-        [undo_resize_with_padding(m, shape, SIZE / max(shape), pad) for m in upsampled[0].numpy()]
-    )
+    cropped = upsampled[0].numpy()[:, pad[0] : pad[0] + kept[0], pad[1] : pad[1] + kept[1]]
+    restored = np.stack([resize(m, cam_shape) for m in cropped])
     return {
         "PROBABILITIES": probabilities,
         "POSITIVE": probabilities >= np.array(THRESHOLDS, dtype=np.float32),
@@ -167,8 +175,11 @@ def _cxr_reference(net: CxrNet, pixels: np.ndarray, invert: bool) -> dict[str, n
 
 
 @pytest.mark.parametrize(
-    ("crop", "invert"),
-    [((slice(None), slice(None)), False), ((slice(None), slice(20, 90)), True)],
+    ("crop", "invert", "cam_shape"),
+    [
+        ((slice(None), slice(None)), False, (100, 100)),  # 128 x 128: longer side 100
+        ((slice(None), slice(20, 90)), True, (100, 55)),  # 128 x 70: 70 * 100 / 128 = 54.7
+    ],
     ids=["full", "portrait-inverted"],
 )
 def test_cxr_matches_the_pytorch_pipeline(
@@ -176,15 +187,18 @@ def test_cxr_matches_the_pytorch_pipeline(
     networks: tuple[CxrNet, torch.nn.Module],
     crop: tuple[slice, slice],
     invert: bool,
+    cam_shape: tuple[int, int],
 ) -> None:
+    """Probabilities, positives and the 14 CAMs on the ``cam_max_side`` grid (the image's
+    aspect ratio) equal the in-process PyTorch pipeline's."""
     pixels = np.ascontiguousarray(_ct_small_pixels()[crop])
     result = _cxr(client, pixels, invert)
-    expected = _cxr_reference(networks[0], pixels, invert)
+    expected = _cxr_reference(networks[0], pixels, invert, cam_shape)
     assert result["PROBABILITIES"].dtype == np.float32 and result["PROBABILITIES"].shape == (14,)
     np.testing.assert_allclose(result["PROBABILITIES"], expected["PROBABILITIES"], atol=1e-5)
     near = np.abs(expected["PROBABILITIES"] - np.array(THRESHOLDS)) < 1e-5
     np.testing.assert_array_equal(result["POSITIVE"][~near], expected["POSITIVE"][~near])
-    assert result["CAM"].dtype == np.uint8 and result["CAM"].shape == (14, *pixels.shape)
+    assert result["CAM"].dtype == np.uint8 and result["CAM"].shape == (14, *cam_shape)
     assert np.abs(result["CAM"].astype(int) - expected["CAM"].astype(int)).max() <= 1
 
 
@@ -209,7 +223,7 @@ def test_cxr_bad_input_is_an_error_and_the_model_keeps_serving(
         )
     assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
     good = _cxr(client, _ct_small_pixels(), False)
-    assert good["CAM"].shape == (14, 128, 128)
+    assert good["CAM"].shape == (14, CAM_MAX_SIDE, CAM_MAX_SIDE)
 
 
 def _brain_volume(shape: tuple[int, int, int], seed: int) -> np.ndarray:

@@ -10,16 +10,17 @@ longer side ``cam_max_side``), all from ``medvision_contract.ct_outputs``. Label
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.cams import parse_floats
 from medvision_contract.ct_outputs import ct_head_outputs
 from medvision_contract.labels import CT_HEAD_LABELS
-from medvision_contract.triton import error_response, parameter
+from medvision_contract.triton import classifier_parameters, respond
 
+INPUTS = ("LOGITS", "CAMS", "GEOMETRY")
 OUTPUTS = ("SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP")
 
 
@@ -29,39 +30,17 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds``, ``input_size`` and ``cam_max_side``."""
         config = json.loads(args["model_config"])
-        labels = [
-            name.strip()
-            for name in parameter(config, "labels", ",".join(CT_HEAD_LABELS)).split(",")
-        ]
-        if tuple(labels) != CT_HEAD_LABELS:
-            raise ValueError(
-                f"ct_head_postprocess: labels must be {CT_HEAD_LABELS} in order, got {labels}"
-            )
-        self.thresholds = parse_floats(
-            parameter(config, "thresholds", "0.5"), len(labels), "thresholds"
+        self.outputs = functools.partial(
+            ct_head_outputs,
+            **classifier_parameters(config, "ct_head_postprocess", CT_HEAD_LABELS, input_size=256),
         )
-        self.size = int(parameter(config, "input_size", "256"))
-        self.cam_max_side = int(parameter(config, "cam_max_side", "256"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: the four study outputs, or an error."""
-        return [self._respond(request) for request in requests]
-
-    def _respond(self, request: Any) -> Any:
-        try:
-            outputs = ct_head_outputs(
-                pb_utils.get_input_tensor_by_name(request, "LOGITS").as_numpy(),
-                pb_utils.get_input_tensor_by_name(request, "CAMS").as_numpy(),
-                pb_utils.get_input_tensor_by_name(request, "GEOMETRY").as_numpy(),
-                thresholds=self.thresholds,
-                input_size=self.size,
-                cam_max_side=self.cam_max_side,
-            )
-        except Exception as error:  # every failure becomes this request's error response
-            return error_response(pb_utils, "ct_head_postprocess", error, bad_request=True)
-        return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in OUTPUTS]
-        )
+        return [
+            respond(pb_utils, request, "ct_head_postprocess", INPUTS, self.outputs, OUTPUTS)
+            for request in requests
+        ]
 
     def finalize(self) -> None:
         """Nothing to release."""
