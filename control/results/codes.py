@@ -13,7 +13,8 @@ Sources, in order of preference:
   local), declared in every object that uses it through CodingSchemeIdentificationSequence,
   for concepts with no faithful standard code: the ChestX-ray14 labels "Pleural_Thickening"
   and "Hernia" (in ChestX-ray14 mostly, but not only, hiatal hernia, so SNOMED's "Hiatal
-  hernia" would overstate it) and MedVision's own review vocabulary (radiologist decision,
+  hernia" would overstate it), the five RSNA haemorrhage subtypes (no concept id could be
+  checked here) and MedVision's own review vocabulary (radiologist decision,
   AI result, training data).
 """
 
@@ -32,8 +33,10 @@ __all__ = [
     "BRATS_SEGMENTS",
     "BRATS_SEGMENT_CATEGORY",
     "CHEST_XRAY_PROCEDURE",
+    "CT_HEAD_FINDINGS",
     "CXR_FINDINGS",
     "DECISIONS",
+    "HEAD_CT_PROCEDURE",
     "MEDVISION_SCHEME",
     "MR_BRAIN_PROCEDURE",
     "PRESENCE",
@@ -93,6 +96,25 @@ CXR_FINDINGS: MappingProxyType[str, Code] = MappingProxyType(
 
 CHEST_XRAY_PROCEDURE = Code("399208008", "SCT", "Plain chest X-ray")
 """Procedure Reported of the chest X-ray SR (SNOMED CT browser)."""
+
+# --- Head CT (ct_head): the RSNA 2019 haemorrhage labels, in the model's label order. ---
+
+CT_HEAD_FINDINGS: MappingProxyType[str, Code] = MappingProxyType(
+    {
+        "any": codes.SCT.IntracranialHemorrhage,  # 1386000, pydicom's code dictionary
+        # The subtypes are MedVision codes: pydicom's dictionary (PS3.16) lists none of them,
+        # and no SNOMED CT browser can be reached from here to check a concept id.
+        "epidural": medvision_code("ICH-EPIDURAL", "Epidural haemorrhage"),
+        "intraparenchymal": medvision_code("ICH-IPH", "Intraparenchymal haemorrhage"),
+        "intraventricular": medvision_code("ICH-IVH", "Intraventricular haemorrhage"),
+        "subarachnoid": medvision_code("ICH-SAH", "Subarachnoid haemorrhage"),
+        "subdural": medvision_code("ICH-SDH", "Subdural haemorrhage"),
+    }
+)
+"""RSNA haemorrhage label -> the finding concept of its measurement group."""
+
+HEAD_CT_PROCEDURE = codes.LN.HeadCT  # 24725-4, PS3.16 CID 646
+"""Procedure Reported of the head CT SR."""
 
 PROBABILITY = codes.DCM.Probability  # 122157
 PROBABILITY_UNIT = codes.UCUM.NoUnits  # "1", PS3.16 CID 7181

@@ -36,10 +36,18 @@ from control.db.models import Case, DecisionAction, Finding, FindingKind, Instan
 from control.domain.findings.service import current_decision
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.volumes import nifti_image
-from control.results.content import Algorithm, BratsResult, CxrReport, LabelReading, Verifier
+from control.results.content import (
+    Algorithm,
+    BratsResult,
+    ClassificationReport,
+    LabelReading,
+    Verifier,
+)
 from control.results.jobs import BRATS_SEG, BRATS_SR, CXR_SR_PRELIMINARY, result_uids
-from control.served.artefacts import SegmentationArtefacts
-from control.served.base import RoutingRules
+from control.results.objects import CT_HEAD_SR
+from control.served.artefacts import SegmentationArtefacts, SliceArtefacts
+from control.served.base import VOLUME_SUBJECT, RoutingRules
+from control.served.ct_head import SliceTable
 from control.served.registry import route_study
 from control.storage import ObjectStore
 
@@ -47,8 +55,9 @@ __all__ = [
     "CaseFacts",
     "algorithm_of",
     "collect_brats",
+    "collect_ct_head",
     "collect_cxr",
-    "cxr_readings",
+    "label_readings",
     "load_facts",
     "mask_in_force",
     "verifier_of",
@@ -61,7 +70,7 @@ _DECISION_WORDS = {
 }
 
 
-def cxr_readings(finding: Finding) -> list[LabelReading]:
+def label_readings(finding: Finding) -> list[LabelReading]:
     """Every scored label of a classification finding, in the model's order, with the
     decision in force applied (see the module docstring)."""
     decision = current_decision(finding)
@@ -145,7 +154,7 @@ class CaseFacts:
 
     case: Case  # with its study, series and instances loaded
     finding: Finding  # with its decisions loaded
-    instance: Instance | None  # the radiograph of a classification finding
+    instance: Instance | None  # the radiograph of a chest X-ray finding
     verifier: Verifier | None  # None for a preliminary object
 
 
@@ -166,7 +175,7 @@ async def load_facts(
     if case is None or finding is None or finding.case_id != case.id:
         raise NotFoundError("the case or its finding is gone", code="case_not_found")
     instance = None
-    if finding.kind == FindingKind.CLASSIFICATION:
+    if finding.kind == FindingKind.CLASSIFICATION and finding.subject != VOLUME_SUBJECT:
         instance = await session.get(Instance, finding.instance_id) if finding.instance_id else None
         if instance is None:
             raise NotFoundError("the finding's image was removed", code="instance_not_found")
@@ -176,7 +185,7 @@ async def load_facts(
 
 async def collect_cxr(
     store: ObjectStore, settings: Settings, facts: CaseFacts, object_name: str
-) -> CxrReport:
+) -> ClassificationReport:
     """The chest X-ray SR content of ``facts.finding`` (preliminary for
     ``cxr-sr-preliminary``, which has no verifier)."""
     assert facts.instance is not None
@@ -184,15 +193,46 @@ async def collect_cxr(
     series_uid, sop_uid = result_uids(
         settings.key("deid"), facts.case.id, facts.finding.id, object_name
     )
-    return CxrReport(
+    return ClassificationReport(
         source_images=[await _dataset(store, facts.instance, pixels=False)],
-        readings=cxr_readings(facts.finding),
+        readings=label_readings(facts.finding),
         algorithm=algorithm_of(facts.finding),
         verifier=None if preliminary else facts.verifier,
         note=None if preliminary else facts.case.sign_off_note,
         series_instance_uid=series_uid,
         sop_instance_uid=sop_uid,
         preliminary=preliminary,
+    )
+
+
+async def collect_ct_head(
+    store: ObjectStore, settings: Settings, facts: CaseFacts
+) -> ClassificationReport:
+    """The head CT SR content of ``facts.finding``: its labels after review and, as source
+    images, every slice the model read (from the finding's slice table, in slice order).
+
+    NotFoundError ``instance_not_found`` when one of those slices was removed since.
+    """
+    table = SliceTable.from_json(await store.get(SliceArtefacts.of(facts.finding).slices))
+    stored = {str(i.id): i for series in facts.case.study.series for i in series.instances}
+    missing = [row.instance_id for row in table.slices if row.instance_id not in stored]
+    if missing:
+        raise NotFoundError(
+            f"{len(missing)} slice(s) the model read were removed", code="instance_not_found"
+        )
+    series_uid, sop_uid = result_uids(
+        settings.key("deid"), facts.case.id, facts.finding.id, CT_HEAD_SR
+    )
+    return ClassificationReport(
+        source_images=[
+            await _dataset(store, stored[row.instance_id], pixels=False) for row in table.slices
+        ],
+        readings=label_readings(facts.finding),
+        algorithm=algorithm_of(facts.finding),
+        verifier=facts.verifier,
+        note=facts.case.sign_off_note,
+        series_instance_uid=series_uid,
+        sop_instance_uid=sop_uid,
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 
-__all__ = ["Algorithm", "BratsResult", "CxrReport", "LabelReading", "Verifier"]
+__all__ = ["Algorithm", "BratsResult", "ClassificationReport", "LabelReading", "Verifier"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,9 @@ class Verifier:
 
 @dataclass(frozen=True)
 class LabelReading:
-    """One chest X-ray label: the AI's output and the radiologist's decision on it."""
+    """One label of a classification: the AI's output and the radiologist's decision on it."""
 
-    label: str  # one of the 14 CXR labels (order in ARCHITECTURE.md)
+    label: str  # one of the model's labels (CXR: the 14 of ARCHITECTURE.md; head CT: the 6)
     probability: float  # AI probability 0..1
     ai_positive: bool  # AI said present (probability >= threshold)
     final_positive: bool  # present after the radiologist's decision
@@ -54,10 +54,11 @@ class LabelReading:
 
 
 @dataclass(frozen=True)
-class CxrReport:
-    """A chest X-ray finding after sign-off (or, preliminary, right after inference)."""
+class ClassificationReport:
+    """A classification finding (chest X-ray, head CT) after sign-off (or, preliminary, right
+    after inference)."""
 
-    source_images: Sequence[pydicom.Dataset]  # stored CR/DX instances; may lack PixelData
+    source_images: Sequence[pydicom.Dataset]  # the stored images read; may lack PixelData
     readings: Sequence[LabelReading]
     algorithm: Algorithm
     verifier: Verifier | None  # None only when preliminary

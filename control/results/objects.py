@@ -13,8 +13,15 @@ CXR_SR = "cxr-sr"
 CXR_SR_PRELIMINARY = "cxr-sr-preliminary"
 BRATS_SEG = "brats-seg"
 BRATS_SR = "brats-sr"
+CT_HEAD_SR = "ct-head-sr"
 #: The DICOM object kind of each result object.
-OBJECT_KINDS = {CXR_SR: "sr", CXR_SR_PRELIMINARY: "sr", BRATS_SEG: "seg", BRATS_SR: "sr"}
+OBJECT_KINDS = {
+    CXR_SR: "sr",
+    CXR_SR_PRELIMINARY: "sr",
+    BRATS_SEG: "seg",
+    BRATS_SR: "sr",
+    CT_HEAD_SR: "sr",
+}
 
 Plan = list[tuple[str, str | None]]
 
@@ -38,6 +45,6 @@ def brats_results(finding: Finding, preliminary: bool) -> Plan:
     return [(BRATS_SEG, reason), (BRATS_SR, reason)]
 
 
-def no_results(finding: Finding, preliminary: bool) -> Plan:
-    """Nothing goes to the PACS (the model has no result object yet)."""
-    return []
+def ct_head_results(finding: Finding, preliminary: bool) -> Plan:
+    """One SR of the study's haemorrhage labels after sign-off (none before)."""
+    return [] if preliminary else [(CT_HEAD_SR, None)]

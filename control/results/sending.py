@@ -34,13 +34,20 @@ from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM
 from control.errors import MedVisionError
 from control.results import jobs
-from control.results.collect import CaseFacts, collect_brats, collect_cxr, load_facts
+from control.results.collect import (
+    CaseFacts,
+    collect_brats,
+    collect_ct_head,
+    collect_cxr,
+    load_facts,
+)
 from control.results.destinations import CStoreDestination, StowDestination, find_destination
 from control.results.jobs import BRATS_SEG, ClaimedExport
+from control.results.objects import CT_HEAD_SR
 from control.results.records import RecordCipher, load_record
 from control.results.reidentify import reidentify
 from control.results.seg import build_brats_seg
-from control.results.sr import build_brats_sr, build_cxr_sr
+from control.results.sr import build_brats_sr, build_ct_head_sr, build_cxr_sr
 from control.storage import ObjectStore
 
 __all__ = ["ExportSender", "SendFailure", "send_c_store", "send_stow"]
@@ -290,6 +297,11 @@ class ExportSender:
 
             def build() -> pydicom.Dataset:
                 return build_cxr_sr(report)
+        elif claimed.object_name == CT_HEAD_SR:
+            ct_report = await collect_ct_head(self.store, self.settings, facts)
+
+            def build() -> pydicom.Dataset:
+                return build_ct_head_sr(ct_report)
         else:
             result = await collect_brats(self.store, self.settings, facts)
 

@@ -1,7 +1,8 @@
 """DICOM Structured Reports (TID 1500 Measurement Report) of signed-off findings.
 
-:func:`build_cxr_sr` turns a chest X-ray report (per label: the AI probability, the AI's call,
-the radiologist's decision and reason, the presence after review) into a Comprehensive 3D SR;
+:func:`build_cxr_sr` and :func:`build_ct_head_sr` turn a classification report (per label: the AI
+probability, the AI's call, the radiologist's decision and reason, the presence after review)
+into a Comprehensive 3D SR;
 :func:`build_brats_sr` reports the three brain tumour region volumes of a BraTS result and
 references the segments of its SEG (:func:`control.results.seg.build_brats_seg`).
 
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import highdicom as hd
@@ -27,13 +29,20 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from control.results import codes
-from control.results.content import Algorithm, BratsResult, CxrReport, LabelReading, Verifier
+from control.results.content import (
+    Algorithm,
+    BratsResult,
+    ClassificationReport,
+    LabelReading,
+    Verifier,
+)
 
 __all__ = [
     "MANUFACTURER",
     "algorithm_identification",
     "algorithm_parameters",
     "build_brats_sr",
+    "build_ct_head_sr",
     "build_cxr_sr",
     "evidence_header",
     "person_name",
@@ -60,7 +69,20 @@ _TYPE2_HEADER = (
 )
 
 
-def build_cxr_sr(report: CxrReport) -> pydicom.Dataset:
+@dataclass(frozen=True)
+class _Vocabulary:
+    """What differs between the classification SRs of two models."""
+
+    findings: Mapping[str, Code]
+    procedure: Code
+    subject: str  # "chest X-ray", "head CT"
+
+
+_CXR = _Vocabulary(codes.CXR_FINDINGS, codes.CHEST_XRAY_PROCEDURE, "chest X-ray")
+_CT_HEAD = _Vocabulary(codes.CT_HEAD_FINDINGS, codes.HEAD_CT_PROCEDURE, "head CT")
+
+
+def build_cxr_sr(report: ClassificationReport) -> pydicom.Dataset:
     """A Comprehensive 3D SR (TID 1500) of a chest X-ray finding after review.
 
     Promises: one measurement group (TID 1501) per reading, in the order given, with the
@@ -82,22 +104,33 @@ def build_cxr_sr(report: CxrReport) -> pydicom.Dataset:
     preliminary report without a verifier takes them from the first source image's
     ContentDate/ContentTime (else StudyDate/StudyTime), never from the clock.
     """
+    return _classification_sr(report, _CXR)
+
+
+def build_ct_head_sr(report: ClassificationReport) -> pydicom.Dataset:
+    """The SR of :func:`build_cxr_sr` for a head CT haemorrhage finding: the six RSNA labels
+    (:data:`control.results.codes.CT_HEAD_FINDINGS`), procedure "Head CT", and every slice
+    the model read as a source image of each group."""
+    return _classification_sr(report, _CT_HEAD)
+
+
+def _classification_sr(report: ClassificationReport, vocabulary: _Vocabulary) -> pydicom.Dataset:
     if not report.readings:
-        raise ValueError("a chest X-ray report needs at least one label reading")
+        raise ValueError(f"a {vocabulary.subject} report needs at least one label reading")
     if not report.preliminary and report.verifier is None:
         raise ValueError("a signed-off report needs its verifier")
     for reading in report.readings:
-        _check_reading(reading)
+        _check_reading(reading, vocabulary)
     evidence = [evidence_header(ds) for ds in _require_sources(report.source_images)]
     algorithm_id = algorithm_identification(report.algorithm)
     verifier = None if report.preliminary else report.verifier
     groups = [
-        _cxr_group(reading, algorithm_id, evidence, report.sop_instance_uid)
+        _label_group(reading, vocabulary, algorithm_id, evidence, report.sop_instance_uid)
         for reading in report.readings
     ]
     content = hd.sr.MeasurementReport(
         observation_context=_observation_context(report.algorithm, verifier),
-        procedure_reported=codes.CHEST_XRAY_PROCEDURE,
+        procedure_reported=vocabulary.procedure,
         imaging_measurements=groups,
         title=dicom_codes.DCM.ImagingMeasurementReport,
         referenced_images=evidence if all(map(_library_describable, evidence)) else None,
@@ -109,7 +142,7 @@ def build_cxr_sr(report: CxrReport) -> pydicom.Dataset:
         content=content,
         series_uid=report.series_instance_uid,
         sop_uid=report.sop_instance_uid,
-        description=_description("AI chest X-ray findings", report.algorithm, verifier),
+        description=_description(f"AI {vocabulary.subject} findings", report.algorithm, verifier),
         verifier=verifier,
         created=created,
     )
@@ -258,8 +291,9 @@ def stamp_times(ds: pydicom.Dataset, at: datetime) -> None:
             equipment.ContributionDateTime = stamp
 
 
-def _cxr_group(
+def _label_group(
     reading: LabelReading,
+    vocabulary: _Vocabulary,
     algorithm_id: hd.sr.AlgorithmIdentification,
     evidence: Sequence[pydicom.Dataset],
     sop_uid: str,
@@ -276,7 +310,7 @@ def _cxr_group(
     ]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(sop_uid, reading.label, reading.label),
-        finding_type=codes.CXR_FINDINGS[reading.label],
+        finding_type=vocabulary.findings[reading.label],
         algorithm_id=algorithm_id,
         measurements=[probability],
         qualitative_evaluations=evaluations,
@@ -429,9 +463,9 @@ def _text(name: Code, value: str) -> hd.sr.TextContentItem:
     )
 
 
-def _check_reading(reading: LabelReading) -> None:
-    if reading.label not in codes.CXR_FINDINGS:
-        raise ValueError(f"unknown chest X-ray label {reading.label!r}")
+def _check_reading(reading: LabelReading, vocabulary: _Vocabulary) -> None:
+    if reading.label not in vocabulary.findings:
+        raise ValueError(f"unknown {vocabulary.subject} label {reading.label!r}")
     if reading.decision not in codes.DECISIONS:
         raise ValueError(f"unknown decision {reading.decision!r} for {reading.label}")
     if not 0.0 <= float(reading.probability) <= 1.0:

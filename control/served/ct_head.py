@@ -28,7 +28,7 @@ from control.errors import InvalidInputError
 from control.imaging.cams import pack_cams
 from control.imaging.ct import CtVolume, head_ct_volume
 from control.imaging.render import encode_png
-from control.results.objects import no_results
+from control.results.objects import ct_head_results
 from control.served.artefacts import SliceArtefacts
 from control.served.base import (
     VOLUME_SUBJECT,
@@ -229,7 +229,7 @@ CT_HEAD_MODEL = ServedModel(
     route=route_head_ct,
     run=run_ct_head,
     viewer=frozenset({ViewerView.SLICE_HEATMAP}),
-    results=no_results,
+    results=ct_head_results,
     export_kind="ct_head",
     settle_s=_settle_s,
 )

@@ -26,7 +26,7 @@ from control.results.codes import CXR_FINDINGS
 from control.results.content import (
     Algorithm,
     BratsResult,
-    CxrReport,
+    ClassificationReport,
     LabelReading,
     Verifier,
 )
@@ -90,7 +90,7 @@ def readings(decisions: Sequence[str] = DECISIONS) -> list[LabelReading]:
     return out
 
 
-def cxr_report(**overrides: object) -> CxrReport:
+def cxr_report(**overrides: object) -> ClassificationReport:
     values: dict[str, object] = {
         "source_images": [dx_instance()],
         "readings": readings(),
@@ -101,7 +101,7 @@ def cxr_report(**overrides: object) -> CxrReport:
         "sop_instance_uid": "2.25.2000000000000000000000000000002",
     }
     values.update(overrides)
-    return CxrReport(**values)  # type: ignore[arg-type]
+    return ClassificationReport(**values)  # type: ignore[arg-type]
 
 
 def flair_series() -> list[pydicom.Dataset]:

@@ -29,7 +29,11 @@ from control.db.models import (
     JobStatus,
     Series,
 )
+from control.served.artefacts import SliceArtefacts
+from control.served.ct_head import SliceResult, SliceTable
+from medvision_contract.labels import CT_HEAD_LABELS
 from tests.conftest import SECRET
+from tests.fixtures.ct import ct_slice
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.uploads import dicom_bytes, upload
 
@@ -242,3 +246,80 @@ async def plaintext_hits(settings: Settings, root: Path, needles: list[str]) -> 
         finally:
             await engine.dispose()
     return hits
+
+
+def identified_head_ct(count: int = 3) -> list[pydicom.Dataset]:
+    """An axial head CT series carrying :data:`ORIGINAL` and fresh original UIDs."""
+    study, series = generate_uid(), generate_uid()
+    slices = []
+    for index in range(count):
+        ds = pydicom.dcmread(
+            io.BytesIO(ct_slice(16, study_uid=study, series_uid=series, index=index))
+        )
+        for keyword, value in ORIGINAL.items():
+            setattr(ds, keyword, value)
+        slices.append(ds)
+    return slices
+
+
+async def inferred_ct_head_case(
+    app: Any, client: Any, accounts: Any, slices: list[pydicom.Dataset]
+) -> tuple[str, str]:
+    """Upload ``slices`` and give their case the ``ct_head`` finding the worker would write
+    (study-level probabilities and the per-slice table in the store); ``(case id, finding
+    id)``."""
+    files = [(f"ct-{i}.dcm", dicom_bytes(ds)) for i, ds in enumerate(slices)]
+    body = await upload(client, accounts["pacs1"], *files)
+    [case_id] = body["case_ids"]
+    labels = list(CT_HEAD_LABELS)
+    probabilities = {label: 0.9 if label in ("any", "subdural") else 0.1 for label in labels}
+    async with app.state.session_factory() as session:
+        case = await session.get(Case, uuid.UUID(case_id))
+        assert case is not None
+        job = await session.scalar(select(InferenceJob).where(InferenceJob.case_id == case.id))
+        assert job is not None and job.pipeline == "ct_head"
+        job.status, job.attempts = JobStatus.DONE, 1
+        instances = (
+            await session.scalars(
+                select(Instance)
+                .join(Series, Series.id == Instance.series_id)
+                .where(Series.study_id == case.study_id)
+            )
+        ).all()
+        table = SliceTable(
+            labels=labels,
+            thresholds=dict.fromkeys(labels, 0.5),
+            spacing_mm=[1.0, 0.5, 0.5],
+            slices=[
+                SliceResult(k, str(instance.id), float(k), probabilities, ["any", "subdural"])
+                for k, instance in enumerate(instances)
+            ],
+        )
+        slices_key = f"derived/cases/{case.id}/jobs/{job.id}/slices.json"
+        await app.state.store.put(slices_key, table.to_json(), content_type="application/json")
+        finding = Finding(
+            id=uuid.uuid4(),
+            case_id=case.id,
+            job_id=job.id,
+            subject="volume",
+            instance_id=None,
+            kind=FindingKind.CLASSIFICATION,
+            model_name="ct_head",
+            network_name="ct_head_net",
+            model_version="test-1",
+            training_run_id="run-43",
+            synthetic_model=True,
+            labels=["any", "subdural"],
+            probabilities=probabilities,
+            thresholds=dict.fromkeys(labels, 0.5),
+            volumes_ml={},
+            artifacts=SliceArtefacts(slices=slices_key, heatmaps="unused").stored(),
+            input_sha256="a" * 64,
+            output_sha256="b" * 64,
+            latency_ms=1.0,
+            decisions=[],
+        )
+        session.add(finding)
+        case.status = CaseStatus.INFERRED
+        await session.commit()
+        return case_id, str(finding.id)

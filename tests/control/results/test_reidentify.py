@@ -13,8 +13,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from control.dicom.deid import REIDENTIFICATION_KEYWORDS, deidentify
-from control.results.collect import cxr_readings
-from control.results.content import Algorithm, CxrReport, Verifier
+from control.results.collect import label_readings
+from control.results.content import Algorithm, ClassificationReport, Verifier
 from control.results.records import RecordCipher, ReidRecord
 from control.results.reidentify import PATIENT_STUDY_KEYWORDS, reidentify
 from control.results.sr import build_cxr_sr
@@ -176,7 +176,7 @@ def _swap_back(ds: Dataset, record: ReidRecord) -> Dataset:
     return restored
 
 
-def _report(source: pydicom.Dataset) -> CxrReport:
+def _report(source: pydicom.Dataset) -> ClassificationReport:
     from control.db.models import Finding
 
     finding = Finding(
@@ -184,9 +184,9 @@ def _report(source: pydicom.Dataset) -> CxrReport:
         probabilities={"Atelectasis": 0.1, "Effusion": 0.8},
         decisions=[],
     )
-    return CxrReport(
+    return ClassificationReport(
         source_images=[source],
-        readings=cxr_readings(finding),
+        readings=label_readings(finding),
         algorithm=Algorithm("cxr", "3", None, True),
         verifier=Verifier("Jane Radiologist", "MedVision", datetime(2026, 1, 2, tzinfo=UTC)),
         note=None,

@@ -30,17 +30,19 @@ from control.db.models import (
 from control.domain.audit.chain import SYSTEM
 from control.domain.findings.service import case_findings
 from control.domain.jobs import queue
-from control.served.base import FindingDraft, ModelInfo
 from control.inference.worker import Worker
 from control.results.destinations import StowDestination
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender, SendFailure, send_stow
+from control.served.base import FindingDraft, ModelInfo
 from control.triton.server import find_free_port
 from tests.control.results.signed_cases import (
     ORIGINAL,
     FlakyStoreSCP,
     destination_settings,
     identified_dx,
+    identified_head_ct,
+    inferred_ct_head_case,
     inferred_cxr_case,
     original_needles,
     plaintext_hits,
@@ -411,3 +413,36 @@ async def test_a_slow_send_keeps_its_lease(app, client, accounts, settings, peer
     export = await _export(app, case_id)
     assert export.status == ExportStatus.SENT and export.attempts == 1
     assert len(peer.received) == 1
+
+
+async def test_a_signed_off_head_ct_goes_out_as_an_sr_on_the_original_slices(
+    app, client, accounts, sender, peer
+):
+    peer.start()
+    slices = identified_head_ct(3)
+    case_id, finding_id = await inferred_ct_head_case(app, client, accounts, slices)
+    edit = {"action": "edit", "labels": ["any"], "reason": "the subdural call is a vessel"}
+    await sign_off(client, accounts["rad1"], case_id, {finding_id: edit})
+
+    assert await sender.run_once() is True
+    export = await _export(app, case_id)
+    assert (export.object_name, export.status) == ("ct-head-sr", ExportStatus.SENT)
+    [sr] = peer.stored
+    assert sr.PatientID == ORIGINAL["PatientID"]  # re-identified on the way out
+    assert sr.StudyInstanceUID == slices[0].StudyInstanceUID
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == slices[0].SeriesInstanceUID
+    assert {item.ReferencedSOPInstanceUID for item in evidence.ReferencedSOPSequence} == {
+        ds.SOPInstanceUID for ds in slices
+    }
+    def items(node):
+        for item in node.get("ContentSequence", []):
+            yield item
+            yield from items(item)
+
+    presences = [
+        item.ConceptCodeSequence[0].CodeMeaning
+        for item in items(sr)
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Presence of property"
+    ]
+    assert presences == ["Present"] + ["Absent"] * 5  # "any" kept, "subdural" edited away

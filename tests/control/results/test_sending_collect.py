@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from control.db.models import Decision, DecisionAction, Finding, FindingKind
-from control.results.collect import algorithm_of, cxr_readings, mask_in_force, region_ml_in_force
+from control.results.collect import algorithm_of, label_readings, mask_in_force, region_ml_in_force
 from control.results.jobs import planned_objects, result_uids
 
 PROBABILITIES = {"Atelectasis": 0.12, "Effusion": 0.81, "Nodule": 0.64, "Mass": 0.05}
@@ -62,7 +62,7 @@ READING_CASES = [
     ids=[case[0] for case in READING_CASES],
 )
 def test_readings_apply_the_decision_in_force(chain, final, word, reason):
-    readings = cxr_readings(finding(FindingKind.CLASSIFICATION, *chain))
+    readings = label_readings(finding(FindingKind.CLASSIFICATION, *chain))
 
     assert [r.label for r in readings] == list(PROBABILITIES)  # every scored label, in order
     assert {r.label for r in readings if r.final_positive} == final

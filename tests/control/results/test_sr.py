@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from io import BytesIO
 from pathlib import Path
 
 import highdicom as hd
@@ -12,10 +13,11 @@ from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.uid import Comprehensive3DSRStorage
 
 from control.results import codes
-from control.results.content import BratsResult, LabelReading
+from control.results.content import BratsResult, ClassificationReport, LabelReading
 from control.results.seg import build_brats_seg
-from control.results.sr import build_brats_sr, build_cxr_sr, person_name
+from control.results.sr import build_brats_sr, build_ct_head_sr, build_cxr_sr, person_name
 from tests.control.results import (
+    STUDY_UID,
     VERIFIER,
     algorithm,
     brats_result,
@@ -26,8 +28,10 @@ from tests.control.results import (
     encoded,
     flair_series,
     readings,
+    stored_instance,
     write,
 )
+from tests.fixtures.ct import ct_slice
 
 #: (case, report overrides): the chest X-ray reports every SR check runs on.
 CXR_CASES = [
@@ -349,3 +353,86 @@ def test_readings_factory_covers_every_decision() -> None:
         "edited",
         "none",
     }
+
+
+# --- Head CT haemorrhage (ct_head) ---
+
+
+def _ct_slices(count: int = 5) -> list[pydicom.Dataset]:
+    series = pydicom.uid.generate_uid()
+    return [
+        stored_instance(
+            pydicom.dcmread(
+                BytesIO(ct_slice(16, study_uid=STUDY_UID, series_uid=series, index=index))
+            )
+        )
+        for index in range(count)
+    ]
+
+
+def _ct_report(**overrides: object) -> ClassificationReport:
+    labels = list(codes.CT_HEAD_FINDINGS)
+    values: dict[str, object] = {
+        "source_images": _ct_slices(),
+        "readings": [
+            LabelReading(
+                label=label,
+                probability=0.1 + 0.15 * index,
+                ai_positive=index in (0, 5),
+                final_positive=index in (0, 5),
+                decision="accepted",
+                reason=None,
+            )
+            for index, label in enumerate(labels)
+        ],
+        "algorithm": algorithm("ct_head"),
+        "verifier": VERIFIER,
+        "note": "Acute subdural haematoma, left.",
+        "series_instance_uid": "2.25.3000000000000000000000000000001",
+        "sop_instance_uid": "2.25.3000000000000000000000000000002",
+    }
+    values.update(overrides)
+    return ClassificationReport(**values)  # type: ignore[arg-type]
+
+
+def test_ct_head_sr_codes_its_labels_and_references_every_slice(tmp_path: Path) -> None:
+    report = _ct_report()
+    sr = _read(build_ct_head_sr(report), tmp_path)
+
+    assert sr.SOPClassUID == Comprehensive3DSRStorage
+    [procedure] = [
+        item
+        for item in _items(sr)
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Procedure reported"
+    ]
+    assert procedure.ConceptCodeSequence[0].CodeValue == "24725-4"  # LOINC Head CT
+    findings = [
+        item.ConceptCodeSequence[0]
+        for item in _items(sr)
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Finding"
+    ]
+    assert [(f.CodeValue, f.CodingSchemeDesignator) for f in findings] == [
+        (code.value, code.scheme_designator) for code in codes.CT_HEAD_FINDINGS.values()
+    ]
+    assert findings[0].CodeValue == "1386000"  # SNOMED CT Intracranial hemorrhage
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    referenced = [item.ReferencedSOPInstanceUID for item in evidence.ReferencedSOPSequence]
+    assert referenced == [ds.SOPInstanceUID for ds in report.source_images]
+    assert "AI head CT findings" in sr.SeriesDescription
+
+
+def test_ct_head_sr_refuses_a_chest_label() -> None:
+    reading = replace(_ct_report().readings[0], label="Cardiomegaly")
+    with pytest.raises(ValueError, match="unknown head CT label 'Cardiomegaly'"):
+        build_ct_head_sr(_ct_report(readings=[reading]))
+
+
+def test_ct_head_sr_dsrdump_and_dciodvfy(tmp_path: Path) -> None:
+    path = write(build_ct_head_sr(_ct_report()), tmp_path / "ct-head.dcm")
+
+    dump = dsrdump(path)
+    lines = dciodvfy_lines(path)
+
+    assert dump.returncode == 0, dump.stderr
+    assert "error" not in (dump.stdout + dump.stderr).lower()
+    assert [line for line in lines if line.startswith("Error")] == []
