@@ -18,8 +18,9 @@ Figures:
 - ensemble overhead: median ``cxr`` latency over gRPC through ``TritonClient`` (system
   shared memory for the input on, then off; and a raw client with the outputs in shared
   memory too) divided by the median of the same numpy pre/post-processing
-  (``cxr_pixels.py`` imported by path, ``medvision_contract.cams`` as the post-processing
-  model imports it) and onnxruntime session (the runner's options) called in this process;
+  (``cxr_pixels.py`` imported by path, ``medvision_contract.cxr_outputs`` with the
+  ``cxr_postprocess`` config's parameters, as that model runs it) and onnxruntime session
+  (the runner's options) called in this process;
   the variants run interleaved, call by call, so load from other processes hits them alike;
 - throughput: ``--clients`` concurrent asyncio tasks sending ``--requests`` requests in
   all, requests/s divided by the best in-process throughput (thread pools of 1 and 2
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import importlib.util
 import json
 import os
@@ -110,9 +112,17 @@ def build_repository(root: Path, preset: str) -> Path:
     return repository
 
 
-def _output_bytes(pixels: np.ndarray) -> dict[str, int]:
+def _cam_bytes(pixels: np.ndarray, cam_max_side: int) -> int:
+    """Size of the ``CAM`` output: 14 maps, longer side ``cam_max_side``."""
+    from medvision_contract.cams import longest_side_shape
+
+    height, width = longest_side_shape(pixels.shape, cam_max_side)
+    return 14 * height * width
+
+
+def _output_bytes(pixels: np.ndarray, cam_max_side: int) -> dict[str, int]:
     """Shared-memory sizes for the ensemble's outputs (the 14-label CAM dominates)."""
-    return {"CAM": 14 * pixels.size, "PROBABILITIES": 14 * 4, "POSITIVE": 14}
+    return {"CAM": _cam_bytes(pixels, cam_max_side), "PROBABILITIES": 14 * 4, "POSITIVE": 14}
 
 
 def chest_sized_image() -> np.ndarray:
@@ -156,12 +166,22 @@ def runner_session(onnx_path: Path, intra_op_threads: int) -> Any:
     )
 
 
+def postprocess(repository: Path) -> Callable[..., dict[str, np.ndarray]]:
+    """``cxr_postprocess``'s outputs function with the parameters of its config."""
+    from medvision_contract.cxr_outputs import cxr_outputs
+    from medvision_contract.labels import CXR_LABELS
+    from medvision_contract.triton import classifier_parameters
+
+    config = model_parameters(repository, "cxr_postprocess")
+    as_json = {"parameters": {key: {"string_value": value} for key, value in config.items()}}
+    found = classifier_parameters(as_json, "cxr_postprocess", CXR_LABELS, input_size=SIZE)
+    return functools.partial(cxr_outputs, **found)
+
+
 def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
     """Pre-processing, network and post-processing as the three Triton models run them."""
     pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
-    from medvision_contract import cams as cams_module
-
-    thresholds = np.full(14, THRESHOLD, dtype=np.float32)
+    outputs = postprocess(repository)
 
     def run(pixels: np.ndarray, invert: bool) -> dict[str, np.ndarray]:
         pixels_module.validate_pixels(pixels, 50_000_000)
@@ -169,21 +189,15 @@ def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
             pixels, invert=invert, size=SIZE, mean=MEAN, std=STD
         )
         logits, cams = session.run(["LOGITS", "CAMS"], {"IMAGE": image})
-        probabilities = cams_module.sigmoid(logits.reshape(-1))
-        return {
-            "PROBABILITIES": probabilities,
-            "POSITIVE": probabilities >= thresholds,
-            "CAM": cams_module.cams_to_image(cams[0], geometry, SIZE),
-        }
+        return outputs(logits, cams, geometry)
 
     return run
 
 
 def stage_times(repository: Path, session: Any, pixels: np.ndarray, reps: int) -> dict[str, float]:
     """Median milliseconds of each in-process stage."""
-    from medvision_contract import cams as cams_module
-
     pixels_module = load_by_path("cxr_preprocess", "cxr_pixels", repository)
+    outputs = postprocess(repository)
     times: dict[str, list[float]] = {"pre": [], "net": [], "post": []}
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -191,9 +205,9 @@ def stage_times(repository: Path, session: Any, pixels: np.ndarray, reps: int) -
             pixels, invert=False, size=SIZE, mean=MEAN, std=STD
         )
         t1 = time.perf_counter()
-        _, cams = session.run(["LOGITS", "CAMS"], {"IMAGE": image})
+        logits, cams = session.run(["LOGITS", "CAMS"], {"IMAGE": image})
         t2 = time.perf_counter()
-        cams_module.cams_to_image(cams[0], geometry, SIZE)
+        outputs(logits, cams, geometry)
         t3 = time.perf_counter()
         times["pre"].append(t1 - t0)
         times["net"].append(t2 - t1)
@@ -218,7 +232,7 @@ def _inputs(pixels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 async def interleaved_latency_ms(
-    url: str, pipeline: Pipeline, pixels: np.ndarray, reps: int
+    url: str, pipeline: Pipeline, pixels: np.ndarray, reps: int, output_bytes: dict[str, int]
 ) -> dict[str, float]:
     """Median latency of each way of running the pipeline, interleaved call by call.
 
@@ -232,12 +246,12 @@ async def interleaved_latency_ms(
         TritonClient(url, use_shared_memory=True, timeout_s=120) as with_shm,
         TritonClient(url, use_shared_memory=False, timeout_s=120) as without_shm,
     ):
-        raw = OutputShmClient(url, pixels)
+        raw = OutputShmClient(url, pixels, output_bytes["CAM"])
         try:
             variants: dict[str, Callable[[], Any]] = {
                 "in-process": lambda: pipeline(pixels, False),
                 "shm": lambda: with_shm.infer(
-                    "cxr", _inputs(pixels), OUTPUTS, output_bytes=_output_bytes(pixels)
+                    "cxr", _inputs(pixels), OUTPUTS, output_bytes=output_bytes
                 ),
                 "no shm": lambda: without_shm.infer("cxr", _inputs(pixels), OUTPUTS),
                 "in+out shm": raw.infer,
@@ -261,7 +275,13 @@ async def interleaved_latency_ms(
 
 
 async def triton_throughput(
-    url: str, pixels: np.ndarray, clients: int, requests: int, *, shared_client: bool
+    url: str,
+    pixels: np.ndarray,
+    clients: int,
+    requests: int,
+    output_bytes: dict[str, int],
+    *,
+    shared_client: bool,
 ) -> float:
     """Requests/s of ``requests`` ``cxr`` calls from ``clients`` concurrent asyncio tasks.
 
@@ -274,7 +294,7 @@ async def triton_throughput(
 
     async def worker(client: TritonClient) -> None:
         for _ in remaining:
-            await client.infer("cxr", _inputs(pixels), OUTPUTS, output_bytes=_output_bytes(pixels))
+            await client.infer("cxr", _inputs(pixels), OUTPUTS, output_bytes=output_bytes)
 
     try:
         await asyncio.gather(*(worker(pool[i % len(pool)]) for i in range(clients)))  # warm-up
@@ -290,11 +310,11 @@ async def triton_throughput(
 class OutputShmClient:
     """``cxr`` with inputs AND outputs in system shared memory (raw tritonclient).
 
-    :class:`TritonClient` puts only inputs in shared memory; the 14 x H x W uint8 ``CAM``
+    :class:`TritonClient` puts only inputs in shared memory; the 14 x h x w uint8 ``CAM``
     comes back inside the gRPC response. This measures what output regions would save.
     """
 
-    def __init__(self, url: str, pixels: np.ndarray) -> None:
+    def __init__(self, url: str, pixels: np.ndarray, cam_bytes: int) -> None:
         import tritonclient.grpc as grpcclient
         import tritonclient.utils.shared_memory as shm
 
@@ -304,7 +324,7 @@ class OutputShmClient:
         invert = np.array([False])
         sizes = {
             "pixels": pixels.nbytes, "invert": 64, "prob": 14 * 4, "pos": 64,
-            "cam": 14 * pixels.size,
+            "cam": cam_bytes,
         }  # fmt: skip
         self.handles: dict[str, Any] = {}
         for name, size in sizes.items():
@@ -533,6 +553,8 @@ def main() -> None:
             )
         intra_op = int(model_parameters(repository, "cxr_net").get("intra_op_num_threads") or "0")
         pixels = chest_sized_image()
+        cam_max_side = int(model_parameters(repository, "cxr_postprocess")["cam_max_side"])
+        output_bytes = _output_bytes(pixels, cam_max_side)
         onnx_path = repository / "cxr_net" / "1" / "model.onnx"
         session = runner_session(onnx_path, intra_op)
         pipeline = in_process_pipeline(repository, session)
@@ -544,7 +566,9 @@ def main() -> None:
             url = server.url_grpc
             print("latency (interleaved) ...", flush=True)
             before = model_stats(url, ("cxr", *CXR_MODELS[1:], "cxr_net"))
-            latency = asyncio.run(interleaved_latency_ms(url, pipeline, pixels, args.reps))
+            latency = asyncio.run(
+                interleaved_latency_ms(url, pipeline, pixels, args.reps, output_bytes)
+            )
             breakdown = stats_summary(before, model_stats(url, tuple(before)))
 
             print("throughput ...", flush=True)
@@ -558,10 +582,14 @@ def main() -> None:
                 ),
             }  # fmt: skip
             rate = asyncio.run(
-                triton_throughput(url, pixels, args.clients, args.requests, shared_client=False)
+                triton_throughput(
+                    url, pixels, args.clients, args.requests, output_bytes, shared_client=False
+                )
             )
             shared_rate = asyncio.run(
-                triton_throughput(url, pixels, args.clients, args.requests, shared_client=True)
+                triton_throughput(
+                    url, pixels, args.clients, args.requests, output_bytes, shared_client=True
+                )
             )
             best_local = max(local_rates, key=local_rates.__getitem__)
 
@@ -578,7 +606,7 @@ def main() -> None:
                 env = perf_analyzer_env(scratch)
                 for concurrency in (1, args.clients):
                     found = run_perf_analyzer(
-                        binary, url, input_json, concurrency, env, 14 * pixels.size
+                        binary, url, input_json, concurrency, env, output_bytes["CAM"]
                     )
                     perf_lines += [f"c={concurrency}: {line}" for line in found]
 
@@ -592,6 +620,7 @@ def main() -> None:
     if args.postprocess_instances:
         figures.add("what-if", f"cxr_postprocess instance count {args.postprocess_instances}")
     figures.add("image", f"{IMAGE_SIDE}x{IMAGE_SIDE} UINT16 (CT_small.dcm upscaled), MONOCHROME2")
+    figures.add("CAM output", f"14 maps, longer side {cam_max_side}: {output_bytes['CAM']:,} bytes")
     figures.add("in-process stages (median ms)",
                 ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))  # fmt: skip
     figures.add(f"latency, median of {args.reps} interleaved (ms)",
