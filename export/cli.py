@@ -6,11 +6,14 @@ Torch, onnx and MLflow are imported only when a command runs, so mounting this a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import typer
+
+from export.specs import EXPORT_SPECS, ExportSpec
+from training.command import CliOption, command
 
 app = typer.Typer(
     help="Export a trained model into the Triton model repository.", no_args_is_help=True
@@ -51,7 +54,8 @@ DriftDicomOption = typer.Option(
 
 
 def _run(
-    kind: Literal["cxr", "brats", "ct_head"],
+    spec: ExportSpec,
+    *,
     checkpoint: Path | None,
     mlflow_model: str | None,
     repository: Path,
@@ -73,22 +77,22 @@ def _run(
         real_inputs = None
         if parity_dicom:
             from export.onnx_export import load_network
-            from export.parity import cxr_input_from_dicom
 
             if checkpoint is None:
                 raise ExportError("--parity-dicom needs --checkpoint")
-            _model, meta = load_network(kind, checkpoint)
-            real_inputs = [cxr_input_from_dicom(path, meta) for path in parity_dicom]
+            assert spec.real_input is not None, "the option exists only then"
+            _model, meta = load_network(spec.kind, checkpoint)
+            real_inputs = [spec.real_input(path, meta) for path in parity_dicom]
         drift_samples = None
         if drift_dicom:
-            from export.drift_reference import cxr_validation_samples
             from export.onnx_export import load_network
 
             if checkpoint is None:
                 raise ExportError("--drift-dicom needs --checkpoint")
-            drift_samples = cxr_validation_samples(*load_network(kind, checkpoint), drift_dicom)
+            assert spec.drift_samples is not None, "the option exists only then"
+            drift_samples = spec.drift_samples(*load_network(spec.kind, checkpoint), drift_dicom)
         result = export_model(
-            kind, checkpoint=checkpoint, mlflow_model=mlflow_model, repository=repository,
+            spec.kind, checkpoint=checkpoint, mlflow_model=mlflow_model, repository=repository,
             format=format,  # type: ignore[arg-type]
             version=version, force=force, register=register, gpu=gpu,
             max_batch_size=max_batch_size, instance_count=instance_count,
@@ -114,60 +118,34 @@ def _run(
         )
 
 
-@app.command("cxr")
-def cxr(
-    checkpoint: Path | None = CheckpointOption,
-    mlflow_model: str | None = MlflowModelOption,
-    repository: Path = RepositoryOption,
-    format: str = FormatOption,
-    version: int | None = VersionOption,
-    force: bool = ForceOption,
-    register: str | None = RegisterOption,
-    gpu: bool | None = GpuOption,
-    max_batch_size: int = MaxBatchOption,
-    instance_count: int = InstancesOption,
-    parity_dicom: list[Path] | None = ParityDicomOption,
-    drift_dicom: list[Path] | None = DriftDicomOption,
-) -> None:
-    """Export the chest X-ray classifier as cxr_net (IMAGE → LOGITS, CAMS)."""
-    _run(
-        "cxr", checkpoint, mlflow_model, repository, format, version, force, register, gpu,
-        max_batch_size, instance_count, parity_dicom, drift_dicom,
-    )  # fmt: skip
-
-
-def _export_command(kind: Literal["brats", "ct_head"], summary: str) -> Callable[..., None]:
-    """The ``medvision export KIND`` command for a kind without extra options."""
-
-    def command(
-        checkpoint: Path | None = CheckpointOption,
-        mlflow_model: str | None = MlflowModelOption,
-        repository: Path = RepositoryOption,
-        format: str = FormatOption,
-        version: int | None = VersionOption,
-        force: bool = ForceOption,
-        register: str | None = RegisterOption,
-        gpu: bool | None = GpuOption,
-        max_batch_size: int = MaxBatchOption,
-        instance_count: int = InstancesOption,
-    ) -> None:
-        _run(
-            kind, checkpoint, mlflow_model, repository, format, version, force, register, gpu,
-            max_batch_size, instance_count,
-        )  # fmt: skip
-
-    command.__doc__ = summary
-    return command
-
-
-app.command("brats")(
-    _export_command("brats", "Export the BraTS segmentation network as brats_net (PATCH → LOGITS).")
+#: The options of every ``medvision export KIND`` command.
+COMMON_OPTIONS: tuple[CliOption, ...] = (
+    ("checkpoint", Path | None, CheckpointOption),
+    ("mlflow_model", str | None, MlflowModelOption),
+    ("repository", Path, RepositoryOption),
+    ("format", str, FormatOption),
+    ("version", int | None, VersionOption),
+    ("force", bool, ForceOption),
+    ("register", str | None, RegisterOption),
+    ("gpu", bool | None, GpuOption),
+    ("max_batch_size", int, MaxBatchOption),
+    ("instance_count", int, InstancesOption),
 )
-app.command("ct_head")(
-    _export_command(
-        "ct_head", "Export the head CT haemorrhage network as ct_head_net (SLICES → LOGITS, CAMS)."
-    )
-)
+
+
+def _export_command(spec: ExportSpec) -> Callable[..., None]:
+    """The ``medvision export KIND`` command of ``spec``: the common options, plus
+    ``--parity-dicom`` / ``--drift-dicom`` where the spec can use DICOM inputs."""
+    options = list(COMMON_OPTIONS)
+    if spec.real_input is not None:
+        options.append(("parity_dicom", list[Path] | None, ParityDicomOption))
+    if spec.drift_samples is not None:
+        options.append(("drift_dicom", list[Path] | None, DriftDicomOption))
+    return command(options, functools.partial(_run, spec), spec.summary)
+
+
+for _spec in EXPORT_SPECS.values():
+    app.command(_spec.kind)(_export_command(_spec))
 
 
 @app.command("demo")
@@ -179,4 +157,5 @@ def demo(repository: Path = RepositoryOption) -> None:
     if built:
         typer.secho(f"built {', '.join(built)} — {BANNER}", fg=typer.colors.YELLOW)
     else:
-        typer.echo("cxr_net, brats_net and ct_head_net already exported; nothing to build")
+        networks = ", ".join(spec.network for spec in EXPORT_SPECS.values())
+        typer.echo(f"{networks} already exported; nothing to build")

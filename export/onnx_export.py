@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.triton_config import ModelKind, network_io
+from export.specs import ModelKind, export_spec
+from export.triton_config import network_io
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,34 +25,23 @@ def load_network(kind: ModelKind, checkpoint: Path) -> tuple[nn.Module, dict[str
     lacks a field or has one of the wrong type.
     """
     from training.engine.checkpoint import load_checkpoint
-    from training.engine.meta import CtHeadMeta, checkpoint_meta
+    from training.engine.meta import checkpoint_meta
 
+    spec = export_spec(kind)
     state = load_checkpoint(checkpoint)
     try:
         typed = checkpoint_meta(kind, state["meta"])
     except ValueError as error:
         raise ValueError(f"{checkpoint}: {error}") from error
-    model: nn.Module
-    if kind == "cxr":
-        from training.networks.cxr import build_cxr_net
-
-        model = build_cxr_net(typed.preset)  # type: ignore[arg-type]
-    elif isinstance(typed, CtHeadMeta):
-        from training.networks.ct_head import build_ct_head_net
-
-        model = build_ct_head_net(typed.preset, typed.context)  # type: ignore[arg-type]
-    else:
-        from training.networks.brats import build_brats_net
-
-        model = build_brats_net(preset=typed.preset)  # type: ignore[arg-type]
+    model = spec.build_network(typed)
     model.load_state_dict(state["model"])
     return model.eval(), typed.to_dict()
 
 
 def export_module(model: nn.Module, kind: ModelKind) -> nn.Module:
-    """The module whose outputs are the ONNX outputs: ``CamWrapper`` for a CXR or CT head
-    net (logits and CAMs from one graph)."""
-    if kind == "brats":
+    """The module whose outputs are the ONNX outputs: the network itself, or ``CamWrapper``
+    around it when its spec has CAMs (logits and CAMs from one graph)."""
+    if not export_spec(kind).cams:
         return model
     from training.networks.cxr import CamWrapper, CxrNet
 
@@ -67,9 +57,8 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` as an ONNX graph at ``path`` and return ``path``.
 
-    Tensor names follow the Triton contract (``IMAGE`` → ``LOGITS``, ``CAMS`` for CXR, where
-    logits and CAMs come from one graph; ``SLICES`` → ``LOGITS``, ``CAMS`` for CT head;
-    ``PATCH`` → ``LOGITS`` for BraTS). Only the batch
+    Tensor names follow the Triton contract of ``kind``'s export spec (e.g. ``IMAGE`` →
+    ``LOGITS``, ``CAMS`` for CXR, where logits and CAMs come from one graph). Only the batch
     axis is dynamic; the spatial size is the trained ``input_size`` / ``roi`` (Triton
     preprocessing resizes). The graph is checked with ``onnx.checker`` after writing.
     """

@@ -11,7 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from export.onnx_export import export_module
-from export.triton_config import ModelKind, network_io
+from export.specs import ModelKind
+from export.triton_config import network_io
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,15 +1,14 @@
 """Export a checkpoint into a Triton model repository: the whole pipeline, written atomically.
 
-Layout written (``<net>`` is ``cxr_net``, ``brats_net`` or ``ct_head_net``)::
+Layout written (``<net>`` is the network model of the kind's export spec, e.g. ``cxr_net``)::
 
     <repository>/<net>/config.pbtxt
     <repository>/<net>/<version>/model.onnx   (+ model.py: python-onnx; model.plan: tensorrt)
 
 Everything is built in a staging folder inside ``<repository>/<net>/`` (Triton ignores
 non-numeric folders there) and renamed into place, so a failed export leaves the
-repository as it was. Afterwards the pre/post-processing models' ``parameters``
-(``cxr_preprocess``, ``cxr_postprocess``, ``brats_segment``, ``brats_postprocess``,
-``ct_head_preprocess``, ``ct_head_classify``, ``ct_head_postprocess``) are
+repository as it was. Afterwards the ``parameters`` of the ensemble's pre/post-processing
+models (those the export spec writes, e.g. ``cxr_preprocess`` and ``cxr_postprocess``) are
 updated to match the exported network.
 """
 
@@ -27,10 +26,9 @@ import numpy.typing as npt
 
 from export.parity import ParityError, ParityReport
 from export.registry import RegisteredExport
+from export.specs import ModelKind, export_spec
 from export.triton_config import (
-    NETWORK_MODEL_NAMES,
     ExportFormat,
-    ModelKind,
     config_parameters,
     network_config,
     parse_config,
@@ -113,31 +111,13 @@ def sync_pre_post_configs(repository: Path, kind: ModelKind) -> list[Path]:
     they are reset (a checkout, a pull) the exported network would be served with the wrong
     input size or thresholds. The network's own config carries everything needed.
     """
-    config = parse_config((repository / NETWORK_MODEL_NAMES[kind] / "config.pbtxt").read_text())
+    spec = export_spec(kind)
+    config = parse_config((repository / spec.network / "config.pbtxt").read_text())
     parameters = config_parameters(config)
-    meta: dict[str, Any] = {"thresholds": [float(t) for t in parameters["thresholds"].split(",")]}
-    if kind == "ct_head":
-        from medvision_contract.ct_windows import parse_windows
-
-        meta |= {
-            "labels": parameters["labels"].split(","),
-            "input_size": int(parameters["input_size"]),
-            "context": int(parameters["context_slices"]),
-            "windows": parse_windows(parameters["windows"]),
-        }
-    elif kind == "cxr":
-        meta |= {
-            "labels": parameters["labels"].split(","),
-            "input_size": int(parameters["input_size"]),
-            "mean": float(parameters["mean"]),
-            "std": float(parameters["std"]),
-        }
-    else:
-        meta |= {
-            "regions": parameters["regions"].split(","),
-            "roi": int(parameters["roi"]),
-            "threshold": float(parameters["threshold"]),
-        }
+    meta: dict[str, Any] = {
+        "thresholds": [float(t) for t in parameters["thresholds"].split(",")],
+        **spec.meta_from_parameters(parameters),
+    }
     sw_batch_size = min(4, max(1, config.max_batch_size))
     updated, _missing = update_pre_post_configs(repository, kind, meta, sw_batch_size=sw_batch_size)
     return updated
@@ -233,8 +213,10 @@ def export_model(
     )
     from export.parity import check_parity
 
-    if kind not in NETWORK_MODEL_NAMES:
-        raise ExportError(f"unknown model kind {kind!r}; expected cxr, brats or ct_head")
+    try:
+        spec = export_spec(kind)
+    except ValueError as error:
+        raise ExportError(str(error)) from error
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     use_gpu = format != "python-onnx" if gpu is None else gpu
@@ -246,7 +228,7 @@ def export_model(
             raise ExportError("a TensorRT plan runs on a GPU only: drop --cpu")
     if max_batch_size < 1:
         raise ExportError("--max-batch-size must be at least 1")
-    model_name = NETWORK_MODEL_NAMES[kind]
+    model_name = spec.network
     model_dir = repository / model_name
     if version is None:
         version = next_version(model_dir)
@@ -279,7 +261,7 @@ def export_model(
             onnx_path = version_dir / "model.onnx"
             with steps.step(f"Exporting ONNX ({model_name})"):
                 export_onnx(model, kind, meta, onnx_path)
-                if kind in ("cxr", "ct_head"):
+                if spec.cams:
                     meta["cam_size"] = list(onnx_output_dims(onnx_path)["CAMS"][1:])
             with steps.step("Checking ONNX parity with PyTorch"):
                 try:

@@ -1,15 +1,22 @@
 """``medvision data``, ``medvision train`` and ``medvision evaluate``.
 
-Torch and MONAI are imported inside the commands, so ``medvision --help`` stays light.
-The same ``train`` command runs on one CPU, one GPU, or many GPUs under torchrun:
+The ``train KIND`` and ``evaluate KIND`` commands are made from the training task registry
+(:mod:`training.tasks.registry`), one per served model. Torch and MONAI are imported inside
+the commands, so ``medvision --help`` stays light. The same ``train`` command runs on one
+CPU, one GPU, or many GPUs under torchrun:
 ``torchrun --standalone --nproc-per-node 4 -m control.cli.main train cxr --data DIR``.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from training.command import CliOption, command
+from training.tasks.registry import TRAINING_TASKS, SynthOptions, TrainingTask
 
 data_app = typer.Typer(help="Datasets: synthetic data in the real layouts.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a model (logged to MLflow).", no_args_is_help=True)
@@ -18,11 +25,12 @@ evaluate_app = typer.Typer(
 )
 
 SYNTH_BANNER = "SYNTHETIC data (made by `medvision data synth`), not patient data"
+DATASETS = {task.dataset: task for task in TRAINING_TASKS.values()}
 
 
 @data_app.command("synth")
 def synth(
-    kind: str = typer.Argument(..., help="cxr, brats or ct"),
+    kind: str = typer.Argument(..., help=", ".join(DATASETS)),
     out: Path = typer.Option(..., "--out", help="output folder"),
     n: int = typer.Option(0, help="images (cxr), cases (brats) or studies (ct); 0 = default"),
     size: int = typer.Option(128, help="cxr image size in pixels"),
@@ -36,31 +44,17 @@ def synth(
 ) -> None:
     """Write a synthetic dataset in the NIH ChestX-ray14 (cxr), BraTS 2023 (brats) or RSNA
     Intracranial Hemorrhage (ct) layout."""
-    from training.data.synth import BratsSynthConfig, CxrSynthConfig, synth_brats, synth_cxr
-    from training.data.synth_ct import CtSynthConfig, synth_ct
-
-    weak = _weak_group(weak_group)
-    if kind == "cxr":
-        config = CxrSynthConfig(
-            **({"n_images": n} if n else {}), size=size, weak_group=weak, seed=seed
-        )
-        summary = synth_cxr(out, config)
-    elif kind == "brats":
-        config_b = BratsSynthConfig(
-            **({"n_cases": n} if n else {}), shape=(shape, shape, shape), weak_group=weak, seed=seed
-        )
-        summary = synth_brats(out, config_b)
-    elif kind == "ct":
-        low, _, high = slices.partition("-")
-        if not (low.isdigit() and (high or low).isdigit()):
-            raise typer.BadParameter("--slices must look like MIN-MAX, e.g. 16-24")
-        config_c = CtSynthConfig(
-            **({"n_studies": n} if n else {}), size=matrix, min_slices=int(low),
-            max_slices=int(high or low), weak_group=weak, seed=seed,
-        )  # fmt: skip
-        summary = synth_ct(out, config_c)
-    else:
-        raise typer.BadParameter("kind must be cxr, brats or ct")
+    task = DATASETS.get(kind)
+    if task is None:
+        raise typer.BadParameter(f"kind must be one of {', '.join(DATASETS)}")
+    low, _, high = slices.partition("-")
+    if not (low.isdigit() and (high or low).isdigit()):
+        raise typer.BadParameter("--slices must look like MIN-MAX, e.g. 16-24")
+    options = SynthOptions(
+        n=n, size=size, shape=shape, matrix=matrix, slices=(int(low), int(high or low)),
+        weak_group=_weak_group(weak_group), seed=seed,
+    )  # fmt: skip
+    summary = task.synth(out, options)
     typer.echo(f"{SYNTH_BANNER}: wrote {out}")
     typer.echo(_short(summary))
 
@@ -78,140 +72,96 @@ def _short(summary: dict[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict | list))
 
 
-@train_app.command("cxr")
-def train_cxr(
-    data: Path = typer.Option(..., help="dataset root in the NIH ChestX-ray14 layout"),
-    preset: str = typer.Option("densenet121", help="densenet121 (clinical) or tiny (demo/tests)"),
-    size: int = typer.Option(224, help="input size (224 or 320 for DenseNet-121)"),
-    epochs: int = typer.Option(10),
-    batch_size: int = typer.Option(16),
-    lr: float = typer.Option(1e-3),
-    hflip: bool = typer.Option(True, help="random horizontal flips"),
-    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)"),
-    workers: int = typer.Option(1, help="data loader worker processes (0 = in the main one)"),
-    seed: int = typer.Option(0),
-    out: Path | None = typer.Option(None, help="run folder (default $MEDVISION_DATA_DIR/runs/...)"),
-    resume: Path | None = typer.Option(None, help="checkpoint to continue from"),
-    skip_bad: bool = typer.Option(False, help="skip bad rows/files and count them in the report"),
-    register: str | None = typer.Option(None, help="register the model under this MLflow name"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+def _data_option(task: TrainingTask) -> CliOption:
+    return ("data", Path, typer.Option(..., help=f"dataset root in the {task.layout} layout"))
+
+
+SkipBadOption = typer.Option(False, help="skip bad rows/files and count them in the report")
+
+
+def train_options(task: TrainingTask) -> list[CliOption]:
+    """The options of ``medvision train NAME``: the data, the task's own, the loop's."""
+    return [
+        _data_option(task),
+        *task.options,
+        ("epochs", int, typer.Option(task.epochs)),
+        ("batch_size", int, typer.Option(task.batch_size, help="items (images, crops, slices)")),
+        ("lr", float, typer.Option(task.lr)),
+        ("precision", str, typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)")),
+        ("workers", int, typer.Option(
+            task.workers, help="data loader worker processes (0 = in the main one)")),
+        ("seed", int, typer.Option(0)),
+        ("out", Path | None, typer.Option(
+            None, help="run folder (default $MEDVISION_DATA_DIR/runs/...)")),
+        ("resume", Path | None, typer.Option(None, help="checkpoint to continue from")),
+        ("skip_bad", bool, SkipBadOption),
+        ("register", str | None, typer.Option(
+            None, help="register the model under this MLflow name")),
+        ("device", str, typer.Option("auto", help="auto, cpu or cuda")),
+    ]  # fmt: skip
+
+
+def _train(
+    task: TrainingTask,
+    *,
+    data: Path,
+    skip_bad: bool,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    precision: str,
+    workers: int,
+    seed: int,
+    out: Path | None,
+    resume: Path | None,
+    register: str | None,
+    device: str,
+    **task_options: Any,
 ) -> None:
-    """Train the chest X-ray classifier, evaluate it on the test split, log all to MLflow."""
-    from training.tasks.cxr import CxrTaskConfig
     from training.tasks.runner import run_training
 
-    task_config = CxrTaskConfig(data=data, preset=preset, size=size, hflip=hflip, skip_bad=skip_bad)
+    task_config = task.code().config(data=data, skip_bad=skip_bad, **task_options)
     run_training(
-        "cxr", task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
+        task.name, task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
         register, device,
     )  # fmt: skip
 
 
-@train_app.command("brats")
-def train_brats(
-    data: Path = typer.Option(..., help="dataset root in the BraTS 2023 layout"),
-    preset: str = typer.Option("default", help="default or tiny (demo/tests)"),
-    roi: int = typer.Option(96, help="training crop edge in voxels"),
-    epochs: int = typer.Option(50),
-    batch_size: int = typer.Option(2),
-    lr: float = typer.Option(2e-3),
-    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)"),
-    workers: int = typer.Option(1, help="data loader worker processes (0 = in the main one)"),
-    seed: int = typer.Option(0),
-    out: Path | None = typer.Option(None),
-    resume: Path | None = typer.Option(None),
-    skip_bad: bool = typer.Option(False),
-    register: str | None = typer.Option(None),
-    device: str = typer.Option("auto"),
+def evaluate_options(task: TrainingTask) -> list[CliOption]:
+    """The options of ``medvision evaluate NAME``."""
+    return [
+        ("checkpoint", Path, typer.Option(
+            ..., help=f"a checkpoint from `medvision train {task.name}`")),
+        _data_option(task),
+        ("split", str, typer.Option("test", help=task.splits)),
+        ("out", Path, typer.Option(Path("evaluation"), help="report folder")),
+        ("min_group_size", int, typer.Option(
+            task.min_group_size, help="smaller fairness groups are reported as too small")),
+        ("skip_bad", bool, SkipBadOption),
+    ]  # fmt: skip
+
+
+def _evaluate(
+    task: TrainingTask,
+    *,
+    checkpoint: Path,
+    data: Path,
+    split: str,
+    out: Path,
+    min_group_size: int,
+    skip_bad: bool,
 ) -> None:
-    """Train the brain-tumour U-Net, evaluate it on the test split, log all to MLflow."""
-    from training.tasks.brats import BratsTaskConfig
-    from training.tasks.runner import run_training
-
-    task_config = BratsTaskConfig(data=data, preset=preset, roi=roi, skip_bad=skip_bad)
-    run_training(
-        "brats", task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
-        register, device,
-    )  # fmt: skip
-
-
-@evaluate_app.command("cxr")
-def evaluate_cxr(
-    checkpoint: Path = typer.Option(..., help="a checkpoint from `medvision train cxr`"),
-    data: Path = typer.Option(..., help="dataset root in the NIH layout"),
-    split: str = typer.Option("test", help="test, val or trainval"),
-    out: Path = typer.Option(Path("evaluation"), help="report folder"),
-    min_group_size: int = typer.Option(
-        30, help="smaller fairness groups are reported as too small"
-    ),
-    skip_bad: bool = typer.Option(False),
-) -> None:
-    """AUROC with bootstrap CIs, CAM localisation and fairness; JSON + Markdown + plots."""
-    from training.tasks.cxr import evaluate_checkpoint
-
+    evaluate_checkpoint = task.code().evaluate_checkpoint
     paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
     typer.echo(f"report: {paths['markdown']}")
 
 
-@evaluate_app.command("brats")
-def evaluate_brats(
-    checkpoint: Path = typer.Option(..., help="a checkpoint from `medvision train brats`"),
-    data: Path = typer.Option(..., help="dataset root in the BraTS layout"),
-    split: str = typer.Option("test", help="test, val or all"),
-    out: Path = typer.Option(Path("evaluation")),
-    min_group_size: int = typer.Option(10),
-    skip_bad: bool = typer.Option(False),
-) -> None:
-    """Dice and HD95 per region on full volumes (sliding window), with fairness."""
-    from training.tasks.brats import evaluate_checkpoint
-
-    paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
-    typer.echo(f"report: {paths['markdown']}")
-
-
-@train_app.command("ct_head")
-def train_ct_head(
-    data: Path = typer.Option(..., help="dataset root in the RSNA Intracranial Hemorrhage layout"),
-    preset: str = typer.Option("densenet121", help="densenet121 (clinical), demo or tiny"),
-    size: int = typer.Option(256, help="slice input size in pixels (slices are fitted into it)"),
-    context: int = typer.Option(1, help="neighbouring slices each side (2.5-D); 0 = 2-D"),
-    epochs: int = typer.Option(10),
-    batch_size: int = typer.Option(32, help="slices per batch"),
-    lr: float = typer.Option(1e-3),
-    hflip: bool = typer.Option(True, help="random left/right flips"),
-    precision: str = typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)"),
-    workers: int = typer.Option(0, help="data loader worker processes (0 = in the main one)"),
-    seed: int = typer.Option(0),
-    out: Path | None = typer.Option(None, help="run folder (default $MEDVISION_DATA_DIR/runs/...)"),
-    resume: Path | None = typer.Option(None, help="checkpoint to continue from"),
-    skip_bad: bool = typer.Option(False, help="skip bad rows/files and count them in the report"),
-    register: str | None = typer.Option(None, help="register the model under this MLflow name"),
-    device: str = typer.Option("auto", help="auto, cpu or cuda"),
-) -> None:
-    """Train the head CT haemorrhage classifier, evaluate it on the test split, log to MLflow."""
-    from training.tasks.ct_head import CtHeadTaskConfig
-    from training.tasks.runner import run_training
-
-    task_config = CtHeadTaskConfig(
-        data=data, preset=preset, size=size, context=context, hflip=hflip, skip_bad=skip_bad
+for _task in TRAINING_TASKS.values():
+    train_app.command(_task.name)(
+        command(train_options(_task), functools.partial(_train, _task), _task.train_summary)
     )
-    run_training(
-        "ct_head", task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
-        register, device,
-    )  # fmt: skip
-
-
-@evaluate_app.command("ct_head")
-def evaluate_ct_head(
-    checkpoint: Path = typer.Option(..., help="a checkpoint from `medvision train ct_head`"),
-    data: Path = typer.Option(..., help="dataset root in the RSNA layout"),
-    split: str = typer.Option("test", help="test, val, train or all"),
-    out: Path = typer.Option(Path("evaluation"), help="report folder"),
-    min_group_size: int = typer.Option(10),
-    skip_bad: bool = typer.Option(False),
-) -> None:
-    """AUROC (slice and study) with CIs, RSNA log loss, pointing game, fairness; JSON + Markdown."""
-    from training.tasks.ct_head import evaluate_checkpoint
-
-    paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
-    typer.echo(f"report: {paths['markdown']}")
+    evaluate_app.command(_task.name)(
+        command(
+            evaluate_options(_task), functools.partial(_evaluate, _task), _task.evaluate_summary
+        )
+    )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 
 from training import tracking
 from training.engine.distributed import init_distributed, shutdown
 from training.engine.trainer import EpochStats, TrainConfig, fit
+from training.tasks.registry import training_task
 
 
 def run_training(
-    kind: Literal["cxr", "brats", "ct_head"],
+    kind: str,
     task_config: Any,
     epochs: int,
     batch_size: int,
@@ -28,20 +29,10 @@ def run_training(
     register: str | None,
     device: str,
 ) -> dict[str, Any]:
-    """Train ``kind`` and evaluate on its test split; returns the test summary (main process)."""
+    """Train the served model ``kind`` (a key of ``TRAINING_TASKS``) and evaluate it on its
+    test split; returns the test summary (main process)."""
     context = init_distributed(device)
-    if kind == "cxr":
-        from training.tasks.cxr import CxrTask
-
-        task: Any = CxrTask(task_config, seed)
-    elif kind == "ct_head":
-        from training.tasks.ct_head import CtHeadTask
-
-        task = CtHeadTask(task_config, seed)
-    else:
-        from training.tasks.brats import BratsTask
-
-        task = BratsTask(task_config, seed)
+    task = training_task(kind).code().task(task_config, seed)
     run_name = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     out_dir = out or tracking.data_dir() / "runs" / run_name
     config = TrainConfig(
