@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -176,9 +177,16 @@ def stow(url: str, paths: list[Path], batch: int, headers: dict[str, str]) -> fl
 
 
 @contextlib.contextmanager
-def medvision_serve(scratch: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def medvision_serve(
+    scratch: Path, profile: Path | None = None
+) -> Iterator[tuple[str, dict[str, str]]]:
     """``medvision serve`` on a fresh data directory (worker off, Triton not required);
-    yields its base URL and the integration account's bearer header."""
+    yields its base URL and the integration account's bearer header.
+
+    With ``profile``, ``py-spy`` (on the PATH; ``pip install py-spy``) samples the server,
+    every thread, from the moment it answers until the block ends, and writes its collapsed
+    stacks (``--format raw``) to that file.
+    """
     data_dir = scratch / "medvision-stow" / "var"
     data_dir.mkdir(parents=True)
     create_account(data_dir, ACCOUNT, "integration")
@@ -211,7 +219,8 @@ def medvision_serve(scratch: Path) -> Iterator[tuple[str, dict[str, str]]]:
                 "client_secret": PASSWORD,
             },
         ).json()["access_token"]
-        yield base, {"Authorization": f"Bearer {token}"}
+        with sampled(process.pid, profile):
+            yield base, {"Authorization": f"Bearer {token}"}
     finally:
         process.terminate()
         try:
@@ -219,6 +228,29 @@ def medvision_serve(scratch: Path) -> Iterator[tuple[str, dict[str, str]]]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@contextlib.contextmanager
+def sampled(pid: int, out: Path | None) -> Iterator[None]:
+    """Run ``py-spy record`` on ``pid`` for the duration of the block (nothing when ``out`` is
+    None); stopped with SIGINT so that it writes ``out``."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy")
+    if spy is None:
+        raise RuntimeError("profiling needs py-spy on the PATH (pip install py-spy)")
+    sampler = subprocess.Popen(  # noqa: S603 (py-spy, our own arguments)
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(timeout=60)
 
 
 def stow_medvision(paths: list[Path], scratch: Path, batch: int) -> dict[str, Any]:

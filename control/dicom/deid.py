@@ -11,6 +11,7 @@ offset so intervals within a patient survive. What the platform needs after iden
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -115,7 +116,11 @@ def pseudonymous_uid(original_uid: str, key: bytes) -> str:
 
 
 def deidentify(
-    ds: pydicom.Dataset, key: bytes, *, sequence_rules: SequenceRules | None = None
+    ds: pydicom.Dataset,
+    key: bytes,
+    *,
+    sequence_rules: SequenceRules | None = None,
+    in_place: bool = False,
 ) -> DeidResult:
     """De-identify a copy of ``ds`` with the Basic Profile; ``ds`` itself is not changed.
 
@@ -128,6 +133,11 @@ def deidentify(
     DeidentificationMethod(CodeSequence) and LongitudinalTemporalInformationModified set.
     Pixel data (compressed or not) is untouched. ``key`` must be the deployment's secret:
     the same key gives the same pseudonyms, UIDs and date shift for the same patient.
+
+    ``in_place=True`` skips the copy: ``ds`` itself becomes the de-identified data set (the
+    same one returned in ``dataset``, element for element what the copy would hold). For a
+    caller that parsed ``ds`` only to de-identify it (the ingest), it saves a deep copy of
+    every element. Everything learnt from the original is read before anything is changed.
     """
     if not key:
         raise ValueError("de-identification key must not be empty")
@@ -139,17 +149,8 @@ def deidentify(
         % MAX_DATE_SHIFT_DAYS
     )
     is_mr = _text(ds, "Modality").upper() == "MR"
-
-    out = copy.deepcopy(ds)
-    cleaner = _Cleaner(key, shift_days, {})
-    cleaner.clean(out)
-    out.PatientName = pseudo_patient_id
-    out.PatientID = pseudo_patient_id
-    _mark_deidentified(out)
-    _clean_file_meta(out, cleaner)
-
-    return DeidResult(
-        dataset=out,
+    learnt = DeidResult(  # everything read from the original, before anything changes
+        dataset=ds,
         original_study_uid=_text(ds, "StudyInstanceUID"),
         original_series_uid=_text(ds, "SeriesInstanceUID"),
         original_sop_instance_uid=_text(ds, "SOPInstanceUID"),
@@ -163,8 +164,17 @@ def deidentify(
         identifying={
             keyword: value for keyword in REIDENTIFICATION_KEYWORDS if (value := _text(ds, keyword))
         },
-        uid_map=dict(cleaner.replaced),
     )
+
+    out = ds if in_place else copy.deepcopy(ds)
+    cleaner = _Cleaner(key, shift_days, {})
+    cleaner.clean(out)
+    out.PatientName = pseudo_patient_id
+    out.PatientID = pseudo_patient_id
+    _mark_deidentified(out)
+    _clean_file_meta(out, cleaner)
+
+    return dataclasses.replace(learnt, dataset=out, uid_map=dict(cleaner.replaced))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -126,12 +127,18 @@ class ParsedDicom:
 
     ``dataset`` holds the parsed elements with the pixel data still encoded exactly as
     uploaded (nothing is decoded into arrays or cached on it); ``sha256`` is the hex digest
-    of the uploaded bytes.
+    of the uploaded bytes, computed on first use (the ingest hashes what it stores, not the
+    upload, so it never pays for this one).
     """
 
     dataset: pydicom.Dataset
     filename: str
-    sha256: str
+    data: bytes = field(repr=False, compare=False)
+
+    @cached_property
+    def sha256(self) -> str:
+        """The hex SHA-256 of the uploaded bytes."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 def looks_like_dicom(data: bytes) -> bool:
@@ -206,7 +213,7 @@ def read_dicom(data: bytes, filename: str, limits: UploadLimits) -> ParsedDicom:
     if not transfer_syntax.is_encapsulated:
         _check_native_pixel_length(dataset, filename, frames)
     _decode_first_frame(dataset, filename)
-    return ParsedDicom(dataset=dataset, filename=filename, sha256=hashlib.sha256(data).hexdigest())
+    return ParsedDicom(dataset=dataset, filename=filename, data=data)
 
 
 def _check_inflated_size(data: bytes, filename: str, limits: UploadLimits) -> None:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from control.config import Settings
 from control.errors import ConfigurationError
 from control.storage.base import (
+    NewObject,
     ObjectStore,
     StorageUnavailableError,
     StoredObject,
@@ -19,6 +20,7 @@ from control.storage.s3 import S3Store
 
 __all__ = [
     "FilesystemStore",
+    "NewObject",
     "ObjectStore",
     "S3Store",
     "StorageUnavailableError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -16,11 +17,25 @@ _SEGMENT = re.compile(r"[0-9A-Za-z._-]{1,255}")
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What a successful ``put`` committed: the key, the hex SHA-256 of the bytes and their size."""
+    """What a successful ``put`` committed: the key, the hex SHA-256 of the bytes and their size.
+
+    ``replaced`` (set by ``put_many``) tells whether an object was already stored under the key.
+    """
 
     key: str
     sha256: str
     size: int
+    replaced: bool = False
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """One object for ``ObjectStore.put_many``; ``sha256`` as for ``put``."""
+
+    key: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+    sha256: str | None = None
 
 
 class StorageUnavailableError(MedVisionError):
@@ -37,11 +52,28 @@ class ObjectStore(Protocol):
     """
 
     async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        sha256: str | None = None,
     ) -> StoredObject:
         """Store ``data`` under ``key`` atomically: readers see the old object or the new one.
 
-        Writing identical bytes to the same key again is idempotent.
+        Writing identical bytes to the same key again is idempotent. ``sha256`` is the
+        caller's hex digest of ``data`` when it has one (the ingest hashes each object once);
+        it is recorded as given, and every ``get`` still verifies the bytes against it.
+        """
+        ...
+
+    async def put_many(self, objects: Sequence[NewObject]) -> list[StoredObject]:
+        """Store several objects, each atomically as ``put`` does; all are durable on return.
+
+        One call per request that stores many objects (a STOW-RS request, a C-STORE batch):
+        the filesystem store makes the directory entries durable once per directory instead
+        of once per object. On failure nothing it newly created stays behind; objects it
+        replaced may hold the new bytes. The results say which keys already held an object.
         """
         ...
 

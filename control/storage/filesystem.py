@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import anyio.to_thread
 
 from control.errors import ConflictError, NotFoundError
 from control.storage.base import (
+    NewObject,
     StorageUnavailableError,
     StoredObject,
     is_valid_key,
@@ -51,11 +53,26 @@ class FilesystemStore:
         return self._root
 
     async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        sha256: str | None = None,
     ) -> StoredObject:
         """Write ``data`` under ``key`` atomically and durably; see ``ObjectStore.put``."""
         path = self._path(key)
-        return await anyio.to_thread.run_sync(self._put_sync, key, path, data)
+        return await anyio.to_thread.run_sync(self._put_sync, key, path, data, sha256)
+
+    async def put_many(self, objects: Sequence[NewObject]) -> list[StoredObject]:
+        """Write every object durably; see ``ObjectStore.put_many``.
+
+        Each object goes to a temporary file that is fsynced; then all are renamed into
+        place and each directory that received one is fsynced once. A failure before the
+        renames leaves nothing; one during them removes the objects this call created.
+        """
+        paths = [self._path(item.key) for item in objects]
+        return await anyio.to_thread.run_sync(self._put_many_sync, list(objects), paths)
 
     async def get(self, key: str, *, expected_sha256: str | None = None) -> bytes:
         """The verified bytes under ``key``; see ``ObjectStore.get``."""
@@ -93,28 +110,51 @@ class FilesystemStore:
     def _path(self, key: str) -> Path:
         return self._root.joinpath(*validate_key(key).split("/"))
 
-    def _put_sync(self, key: str, path: Path, data: bytes) -> StoredObject:
-        digest = sha256_hex(data)
+    def _put_sync(self, key: str, path: Path, data: bytes, sha256: str | None) -> StoredObject:
+        digest = sha256 or sha256_hex(data)
+        temp = _write_temporary(key, path, data, digest)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise _key_conflict(key) from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(_MAGIC + digest.encode() + b"\n")
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
+            os.replace(temp, path)
         except IsADirectoryError as exc:
-            _unlink_if_present(Path(temp_name))
+            _unlink_if_present(temp)
             raise _key_conflict(key) from exc
         except BaseException:
-            _unlink_if_present(Path(temp_name))
+            _unlink_if_present(temp)
             raise
         _fsync_directory(path.parent)
         return StoredObject(key=key, sha256=digest, size=len(data))
+
+    def _put_many_sync(self, objects: list[NewObject], paths: list[Path]) -> list[StoredObject]:
+        temps: list[Path] = []
+        digests = [item.sha256 or sha256_hex(item.data) for item in objects]
+        try:
+            for item, path, digest in zip(objects, paths, digests, strict=True):
+                temps.append(_write_temporary(item.key, path, item.data, digest))
+        except BaseException:
+            for temp in temps:
+                _unlink_if_present(temp)
+            raise
+        stored: list[StoredObject] = []
+        created: list[Path] = []
+        try:
+            for item, path, temp, digest in zip(objects, paths, temps, digests, strict=True):
+                replaced = path.is_file()
+                try:
+                    os.replace(temp, path)
+                except IsADirectoryError as exc:
+                    raise _key_conflict(item.key) from exc
+                if not replaced:
+                    created.append(path)
+                stored.append(StoredObject(item.key, digest, len(item.data), replaced))
+        except BaseException:
+            for temp in temps:
+                _unlink_if_present(temp)
+            for path in created:
+                _unlink_if_present(path)
+            raise
+        for directory in dict.fromkeys(path.parent for path in paths):
+            _fsync_directory(directory)
+        return stored
 
     def _list_sync(self, prefix: str) -> list[str]:
         start = self._root
@@ -140,6 +180,25 @@ class FilesystemStore:
             ) from exc
         if not os.access(self._root, os.W_OK | os.X_OK):
             raise StorageUnavailableError(f"object store root {self._root} is not writable")
+
+
+def _write_temporary(key: str, path: Path, data: bytes, digest: str) -> Path:
+    """``data`` with its header in a new fsynced temporary file beside ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise _key_conflict(key) from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(_MAGIC + digest.encode() + b"\n")
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        _unlink_if_present(Path(temp_name))
+        raise
+    return Path(temp_name)
 
 
 def _read_object(key: str, path: Path) -> bytes:

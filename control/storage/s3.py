@@ -6,8 +6,10 @@ in the same PUT as the bytes, so S3's atomic PUT commits both together.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -20,6 +22,7 @@ from minio.error import MinioException, S3Error
 
 from control.errors import NotFoundError
 from control.storage.base import (
+    NewObject,
     StorageUnavailableError,
     StoredObject,
     sha256_hex,
@@ -80,11 +83,16 @@ class S3Store:
         return self._bucket
 
     async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        sha256: str | None = None,
     ) -> StoredObject:
         """Upload ``data`` with its SHA-256 as metadata in one atomic PUT."""
         validate_key(key)
-        digest = sha256_hex(data)
+        digest = sha256 or sha256_hex(data)
         await self._ensure_bucket()
         await self._call(
             partial(
@@ -98,6 +106,25 @@ class S3Store:
             )
         )
         return StoredObject(key=key, sha256=digest, size=len(data))
+
+    async def put_many(self, objects: Sequence[NewObject]) -> list[StoredObject]:
+        """One PUT per object (each is durable when S3 answers it); a HEAD first tells which
+        keys already held one. On failure the objects this call created are deleted."""
+        stored: list[StoredObject] = []
+        try:
+            for item in objects:
+                replaced = await self.exists(item.key)
+                done = await self.put(
+                    item.key, item.data, content_type=item.content_type, sha256=item.sha256
+                )
+                stored.append(dataclasses.replace(done, replaced=replaced))
+        except BaseException:
+            for done in stored:
+                if not done.replaced:
+                    with contextlib.suppress(Exception):
+                        await self.delete(done.key)
+            raise
+        return stored
 
     async def get(self, key: str, *, expected_sha256: str | None = None) -> bytes:
         """The verified bytes under ``key``; the hash comes from the same GET response."""

@@ -56,15 +56,15 @@ _KILLED_UPLOAD = textwrap.dedent(
     """
     import os, signal, sys
     from control.storage.filesystem import FilesystemStore
-    original = FilesystemStore._put_sync
+    original = FilesystemStore._put_many_sync  # the ingest writes its objects in one call
 
-    def put_then_die(self, key, path, data):
-        result = original(self, key, path, data)
-        if key.startswith("studies/"):
+    def put_then_die(self, objects, paths):
+        result = original(self, objects, paths)
+        if any(item.key.startswith("studies/") for item in objects):
             os.kill(os.getpid(), signal.SIGKILL)  # kill -9 after the object, before the rows
         return result
 
-    FilesystemStore._put_sync = put_then_die
+    FilesystemStore._put_many_sync = put_then_die
     from control.cli.main import app
     sys.argv = ["medvision", "ingest", sys.argv[1]]
     app()

@@ -11,7 +11,7 @@ import hmac
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from io import BytesIO
+from io import UnsupportedOperation
 
 import numpy as np
 import pydicom
@@ -91,16 +91,51 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
+class _Pieces:
+    """A write-only file for ``pydicom.dcmwrite`` that keeps the pieces written to it.
+
+    pydicom encodes each element into a buffer of its own and writes that buffer's bytes to
+    the file once; into a ``BytesIO`` that means the pixel data is copied again into an ever
+    growing buffer (and once more by ``getvalue``): 15-35 ms for a 2048² radiograph on these
+    machines. Here the pieces are kept as they come and joined once, the same bytes in order.
+    """
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        piece = data if isinstance(data, bytes) else bytes(data)
+        self.pieces.append(piece)
+        self.size += len(piece)
+        return len(piece)
+
+    def tell(self) -> int:
+        return self.size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Only "stay where you are" is possible: nothing written can be rewritten."""
+        if (whence == 0 and offset == self.size) or (whence in (1, 2) and offset == 0):
+            return self.size
+        raise UnsupportedOperation("the de-identified data set is written in one pass")
+
+
+def encode_dicom(ds: pydicom.Dataset) -> bytes:
+    """``ds`` as a Part 10 file: exactly the bytes ``pydicom.dcmwrite(buffer, ds,
+    enforce_file_format=True)`` writes, in one pass without re-copying the pixel data."""
+    out = _Pieces()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return b"".join(out.pieces)
+
+
 def _dicom_instance(result: DeidResult) -> PreparedInstance:
     ds = result.dataset
-    buffer = BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     return PreparedInstance(
         study_uid=str(ds.StudyInstanceUID),
         series_uid=str(ds.SeriesInstanceUID),
         sop_instance_uid=str(ds.SOPInstanceUID),
         sop_class_uid=str(ds.SOPClassUID),
-        payload=buffer.getvalue(),
+        payload=encode_dicom(ds),
         suffix="dcm",
         modality=str(ds.get("Modality") or "OT").upper(),
         body_part=str(ds.get("BodyPartExamined")) if ds.get("BodyPartExamined") else None,
@@ -264,7 +299,8 @@ def _prepare_dicom(
     seen: dict[str, str] = {}
     for name, data in dicom_files:
         parsed = read_dicom(data, name, limits)
-        result = deidentify(parsed.dataset, key)
+        # The parsed data set is this function's own: de-identify it without a deep copy.
+        result = deidentify(parsed.dataset, key, in_place=True)
         instance = _dicom_instance(result)
         instance.filename = name
         if instance.sop_instance_uid in seen:

@@ -34,7 +34,7 @@ from control.errors import ConflictError, MedVisionError, NotFoundError, Permiss
 from control.observability.metrics import record_ingest
 from control.observability.tracing import ingest_span
 from control.results.records import RecordCipher
-from control.storage import ObjectStore, instance_key
+from control.storage import NewObject, ObjectStore, StoredObject, instance_key
 
 BURNED_IN_FLAG = "burned_in_annotation"
 AFTER_SIGN_OFF_FLAG = "images_after_sign_off"
@@ -86,6 +86,9 @@ class IngestService:
         self.records = RecordCipher(settings.key("reid"))
         #: Re-sent instances accepted as re-encodings during the current store attempt.
         self.reencoded: list[dict[str, str]] = []
+        #: Objects of the current store attempt (and their file names), by key, written
+        #: together before its commit.
+        self.pending: dict[str, tuple[NewObject, str]] = {}
 
     async def ingest(
         self,
@@ -178,16 +181,30 @@ class IngestService:
     ) -> IngestResult:
         written: list[str] = []
         self.reencoded = []
+        self.pending = {}
         try:
             results = [
-                await self._store_study(study, actor, race_ethnicity, uploader, written)
+                await self._store_study(study, actor, race_ethnicity, uploader)
                 for study in prepared
             ]
+            # Every object of the request in one call: each fsynced, each directory once,
+            # all durable before the commit that makes rows point at them.
+            stored = await self._write_pending()
+            written.extend(item.key for item in stored if not item.replaced)
             await self.session.commit()
             return IngestResult(results)
         except BaseException:
             await self.session.rollback()
             await self._remove_unreferenced(written)
+            raise
+
+    async def _write_pending(self) -> list[StoredObject]:
+        try:
+            return await self.store.put_many([item for item, _ in self.pending.values()])
+        except MedVisionError as exc:  # key_conflict: name the file, as every upload error does
+            key = exc.detail.get("key")
+            if key in self.pending:
+                exc.detail.setdefault("filename", self.pending[key][1])
             raise
 
     async def _remove_unreferenced(self, keys: list[str]) -> None:
@@ -205,7 +222,6 @@ class IngestService:
         actor: Actor,
         race_ethnicity: str | None,
         uploader: AuthUser | None,
-        written: list[str],
     ) -> IngestedStudy:
         study = await self.session.scalar(
             select(Study).where(Study.study_uid == prepared.study_uid)
@@ -241,7 +257,7 @@ class IngestService:
         new, existing = 0, 0
         for instance in prepared.instances:
             try:
-                stored = await self._store_instance(study, instance, written)
+                stored = await self._store_instance(study, instance)
             except MedVisionError as exc:
                 # Every upload error names the offending file (the README's promise).
                 exc.detail.setdefault("filename", instance.filename)
@@ -433,7 +449,11 @@ class IngestService:
         pixels are the same instance. The first stored copy is kept, whatever order the
         encodings arrive in, and the re-send is recorded in the audit log.
         """
-        stored_payload = await self.store.get(stored.object_key, expected_sha256=stored.sha256)
+        pending = self.pending.get(stored.object_key)
+        if pending is not None:  # stored by this request (same UID under two studies)
+            stored_payload = pending[0].data
+        else:
+            stored_payload = await self.store.get(stored.object_key, expected_sha256=stored.sha256)
         same = await anyio.to_thread.run_sync(same_dicom_content, stored_payload, instance.payload)
         if not same:
             raise ConflictError(
@@ -449,9 +469,7 @@ class IngestService:
             }
         )
 
-    async def _store_instance(
-        self, study: Study, instance: PreparedInstance, written: list[str]
-    ) -> bool:
+    async def _store_instance(self, study: Study, instance: PreparedInstance) -> bool:
         """Store one instance; False when an identical copy is already stored."""
         stored = await self.session.scalar(
             select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)
@@ -466,10 +484,10 @@ class IngestService:
             study.study_uid, series.series_uid, instance.sop_instance_uid, instance.suffix
         )
         content_type = "application/dicom" if instance.suffix == "dcm" else "application/gzip"
-        existed = await self.store.exists(key)
-        await self.store.put(key, instance.payload, content_type=content_type)
-        if not existed:
-            written.append(key)
+        self.pending[key] = (
+            NewObject(key, instance.payload, content_type, instance.sha256),
+            instance.filename,
+        )
         row = Instance(
             id=uuid.uuid4(),
             series_id=series.id,

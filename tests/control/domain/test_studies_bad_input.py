@@ -10,6 +10,7 @@ import random
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -355,17 +356,19 @@ async def test_mlops_may_not_upload(app, client, accounts):
 async def test_storage_failure_half_way_leaves_nothing(
     app, client, accounts, monkeypatch, failure, status
 ):
-    store = app.state.store
-    real_put = store.put
+    from control.storage import filesystem
+
+    real_write = filesystem._write_temporary
     calls: list[str] = []
 
-    async def flaky_put(key: str, data: bytes, **kwargs: Any) -> Any:
+    def flaky_write(key: str, path: Path, data: bytes, digest: str) -> Path:
+        # The upload's objects are written in one put_many: the second one fails.
         calls.append(key)
         if len(calls) > 1:
             raise failure
-        return await real_put(key, data, **kwargs)
+        return real_write(key, path, data, digest)
 
-    monkeypatch.setattr(store, "put", flaky_put)
+    monkeypatch.setattr(filesystem, "_write_temporary", flaky_write)
     files = [*_good_ct_instances(), ("mr.dcm", read_testdata("MR_small.dcm"))]
 
     response = await upload(client, accounts["pacs1"].headers, *files)

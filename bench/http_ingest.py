@@ -1,0 +1,214 @@
+"""Sequential single-file HTTP upload: MedVision ``POST /api/studies`` against Orthanc's REST
+``POST /instances``, on pydicom's test files.
+
+    .venv/bin/python -m bench.http_ingest [--rounds 5] [--quick] [--out var/bench]
+
+Issue #14 goal: "sequential single-file HTTP upload of pydicom's test files that both accept,
+MedVision ÷ Orthanc REST ``POST /instances`` on the same files: ≥ 0.5".
+
+Each round starts a fresh ``medvision serve`` (SQLite and filesystem store in a new data
+directory, worker off, Triton not required: cases are queued, not inferred) and a fresh
+Orthanc (Debian package, loopback-only, ``TCP_NODELAY=1``), then sends every DICOM file of
+``pydicom.data`` one request at a time over one keep-alive connection each: the file to
+MedVision (multipart form field ``files``, bearer token of an integration account), then the
+same file to Orthanc (raw body). Taking turns file by file means both servers see the same
+machine load. Only files both servers accept (2xx) are counted; a file MedVision refuses
+(an unsupported SOP class, no pixel data, a damaged test file) is listed with its error code.
+
+The figure is the median time per request over every accepted file of every round, each
+server's own; the ratio is Orthanc's median ÷ MedVision's (requests per second, MedVision ÷
+Orthanc). ``--quick`` runs one round (well under a minute); the README figures come from the
+full run. Prints the machine and load average, writes ``--out/http_ingest-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydicom.data import get_testdata_files
+
+from bench.machine import describe
+from bench.pacs_ingest import medvision_serve
+from bench.stack import load_line, percentile
+from tests.fixtures.orthanc import start_orthanc
+
+
+def corpus() -> list[Path]:
+    """pydicom's DICOM test files (``*.dcm``), sorted by name."""
+    return sorted({Path(name) for name in get_testdata_files("*.dcm")}, key=lambda p: p.name)
+
+
+def _error_code(response: httpx.Response) -> str:
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(response.json().get("code") or response.status_code)
+    return str(response.status_code)
+
+
+def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, int]]]:
+    """Total samples and the ``count`` functions with the most samples in py-spy's collapsed
+    stacks (``--format raw``): ``(function (file), inclusive, self)``, inclusive first."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        samples = int(number)
+        total += samples
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    ranked = sorted(inclusive, key=lambda frame: (-inclusive[frame], frame))[:count]
+    return total, [(frame, inclusive[frame], own[frame]) for frame in ranked]
+
+
+def print_profile(raw: Path, count: int = 25) -> None:
+    """The top entries of a py-spy profile, by inclusive and by own samples."""
+    total, top = top_frames(raw, count)
+    print(f"\nprofile of medvision serve ({total} samples, py-spy, every thread): {raw}")
+    print(f"{'incl %':>7}{'self %':>7}  function (file)")
+    for frame, inclusive, own in top:
+        print(f"{100 * inclusive / total:>7.1f}{100 * own / total:>7.1f}  {_short(frame)}")
+    _, by_self = top_frames(raw, 10_000)
+    print(f"\n{'self %':>7}  function (file), by own samples")
+    for frame, _inclusive, own in sorted(by_self, key=lambda row: -row[2])[:15]:
+        print(f"{100 * own / total:>7.1f}  {_short(frame)}")
+
+
+def _short(frame: str) -> str:
+    return re.sub(r"\(/\S*?/(site-packages|lib/python3\.\d+|main|mv-before)/", "(", frame)
+
+
+def one_round(
+    paths: list[Path], scratch: Path, profile: Path | None = None
+) -> dict[str, dict[str, Any]]:
+    """Upload every path to a fresh MedVision and a fresh Orthanc, file by file in turn.
+
+    Returns, per file name: ``medvision_s``/``orthanc_s`` (seconds for the request) and
+    ``medvision``/``orthanc`` (``"ok"`` or the refusal's code).
+    """
+    results: dict[str, dict[str, Any]] = {}
+    with (
+        medvision_serve(scratch, profile) as (base, headers),
+        start_orthanc(scratch / "orthanc") as pacs,
+        httpx.Client(timeout=120, headers=headers) as medvision,
+        httpx.Client(timeout=120) as orthanc,
+    ):
+        for path in paths:
+            data = path.read_bytes()
+            began = time.perf_counter()
+            mine = medvision.post(
+                f"{base}/api/studies", files={"files": (path.name, data, "application/dicom")}
+            )
+            middle = time.perf_counter()
+            theirs = orthanc.post(
+                f"{pacs.url}/instances", content=data, headers={"Content-Type": "application/dicom"}
+            )
+            ended = time.perf_counter()
+            results[path.name] = {
+                "bytes": len(data),
+                "medvision_s": middle - began,
+                "orthanc_s": ended - middle,
+                "medvision": "ok" if mine.is_success else _error_code(mine),
+                "orthanc": "ok" if theirs.is_success else str(theirs.status_code),
+            }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="fresh server pairs, in turn")
+    parser.add_argument("--quick", action="store_true", help="one round (under a minute)")
+    parser.add_argument("--out", type=Path, default=Path("var/bench"))
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample MedVision's server with py-spy during round 1 into this file and print "
+        "its top entries (slows that round: figures of a profiled run are not comparable)",
+    )
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    paths = corpus()
+    load_before = os.getloadavg()
+    samples: dict[str, list[float]] = {"medvision": [], "orthanc": []}
+    per_round: list[dict[str, dict[str, Any]]] = []
+    refused: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory(prefix="http-ingest-bench-") as tmp:
+        for index in range(rounds):
+            print(f"round {index + 1}/{rounds}: {len(paths)} files ...", flush=True)
+            profile = args.profile if index == 0 else None
+            results = one_round(paths, Path(tmp) / f"round{index}", profile)
+            per_round.append(results)
+            for name, result in results.items():
+                if result["medvision"] == "ok" and result["orthanc"] == "ok":
+                    samples["medvision"].append(result["medvision_s"])
+                    samples["orthanc"].append(result["orthanc_s"])
+                elif index == 0:
+                    why = f"MedVision {result['medvision']}, Orthanc {result['orthanc']}"
+                    refused[f"{name}: {why}"] += 1
+    if not samples["medvision"]:
+        sys.exit("no file was accepted by both servers")
+    accepted = sum(
+        1 for r in per_round[0].values() if r["medvision"] == "ok" and r["orthanc"] == "ok"
+    )
+    figures = {
+        server: {
+            "median_ms": round(1e3 * statistics.median(values), 2),
+            "p90_ms": round(1e3 * percentile(values, 90), 2),
+            "mean_ms": round(1e3 * statistics.fmean(values), 2),
+        }
+        for server, values in samples.items()
+    }
+    ratio = round(figures["orthanc"]["median_ms"] / figures["medvision"]["median_ms"], 3)
+    machine = describe()
+    load = load_line(load_before)
+    print(f"\n{machine}; load average {load}")
+    print(
+        f"{accepted} of {len(paths)} pydicom test files accepted by both, {rounds} round(s), "
+        f"{len(samples['medvision'])} requests each"
+    )
+    print(f"{'server':<12}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}")
+    for server, figure in figures.items():
+        print(f"{server:<12}{figure['median_ms']:>11}{figure['p90_ms']:>9}{figure['mean_ms']:>9}")
+    print(f"ratio (MedVision ÷ Orthanc requests/s, medians): {ratio}")
+    for line in sorted(refused):
+        print(f"  not counted: {line}")
+    record = {
+        "bench": "http_ingest",
+        "time": datetime.now(UTC).isoformat(),
+        "machine": machine,
+        "load": load,
+        "rounds": rounds,
+        "files": len(paths),
+        "accepted_by_both": accepted,
+        "figures": figures,
+        "ratio_medvision_over_orthanc": ratio,
+        "per_round": per_round,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"http_ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
+    if args.profile is not None:
+        print_profile(args.profile)
+
+
+if __name__ == "__main__":
+    main()
