@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.triton_cxr [--model densenet121|demo|tiny] [--reps 30]
         [--clients 8] [--requests 80] [--perf-analyzer PATH] [--postprocess-instances N]
-        [--quick]
+        [--net-instances N] [--net-intra-op T] [--cam-max-side N] [--rounds 3] [--quick]
 
 ``--quick`` (5 latency repetitions, 16 requests, no perf_analyzer; about a minute) is for a
 developer checking a change; the README's figures come from the full mode.
@@ -24,7 +24,11 @@ Figures:
   the variants run interleaved, call by call, so load from other processes hits them alike;
 - throughput: ``--clients`` concurrent asyncio tasks sending ``--requests`` requests in
   all, requests/s divided by the best in-process throughput (thread pools of 1 and 2
-  workers over the pipeline);
+  workers over the pipeline); measured in ``--rounds`` rounds that each run every variant
+  (in-process and Triton) once, rotated, and averaged, so load from other processes hits
+  both sides of the ratio alike;
+- ``--cam-max-side 1024`` serves the CAM at the full image size, as the ``cxr`` contract did
+  before issue 14: the same script measures the contract before and after;
 - perf_analyzer at concurrency 1 and ``--clients`` when its binary is found (``--perf-analyzer``
   or ``$PERF_ANALYZER``; see :data:`PERF_ANALYZER_HELP`).
 """
@@ -222,6 +226,19 @@ def in_process_throughput(pipeline: Pipeline, pixels: np.ndarray, workers: int, 
         started = time.perf_counter()
         list(pool.map(lambda _: pipeline(pixels, False), range(n)))
         return n / (time.perf_counter() - started)
+
+
+def interleaved_rates(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Mean of each variant's rate over ``rounds`` rounds; each round runs every variant
+    once, in an order rotated every round, so a change in load from other processes hits
+    the in-process and the Triton variants alike."""
+    found: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants.items())
+    for index in range(rounds):
+        shift = index % len(order)
+        for name, measure in order[shift:] + order[:shift]:
+            found[name].append(measure())
+    return {name: statistics.fmean(values) for name, values in found.items()}
 
 
 # --------------------------------------------------------------------------- through Triton
@@ -525,12 +542,21 @@ def main() -> None:
         help="override cxr_net onnxruntime intra-op threads (a what-if)",
     )  # fmt: skip
     parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="throughput rounds; each runs every in-process and Triton variant once",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cam-max-side", type=int, default=0,
+        help="override cxr_postprocess cam_max_side (a what-if; the image side, 1024, "
+        "gives the CAM of the contract before issue 14: 14 maps at the full image size)",
+    )  # fmt: skip
+    parser.add_argument(
         "--quick", action="store_true",
         help="5 latency repetitions, 16 requests, no perf_analyzer: a check, not the figures",
     )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
-        args.reps, args.requests, args.skip_perf_analyzer = 5, 16, True
+        args.reps, args.requests, args.rounds, args.skip_perf_analyzer = 5, 16, 1, True
 
     from control.triton.server import TritonServer, free_triton_ports
     from export.triton_config import update_config_parameters
@@ -546,6 +572,11 @@ def main() -> None:
             set_instance_count(repository, "cxr_postprocess", args.postprocess_instances)
         if args.net_instances:
             set_instance_count(repository, "cxr_net", args.net_instances)
+        if args.cam_max_side:
+            update_config_parameters(
+                repository / "cxr_postprocess" / "config.pbtxt",
+                {"cam_max_side": str(args.cam_max_side)},
+            )
         if args.net_intra_op:
             update_config_parameters(
                 repository / "cxr_net" / "config.pbtxt",
@@ -572,25 +603,29 @@ def main() -> None:
             breakdown = stats_summary(before, model_stats(url, tuple(before)))
 
             print("throughput ...", flush=True)
-            n_local = max(16, args.requests // 2)
-            local_rates = {
-                "1 thread": in_process_throughput(pipeline, pixels, 1, n_local),
-                "2 threads": in_process_throughput(pipeline, pixels, 2, n_local),
-                "2 threads, intra_op 1": in_process_throughput(
-                    in_process_pipeline(repository, runner_session(onnx_path, 1)),
-                    pixels, 2, n_local,
+            n_local = max(8, args.requests // 2 // args.rounds)
+            n_triton = max(8, args.requests // args.rounds)
+            single_thread = in_process_pipeline(repository, runner_session(onnx_path, 1))
+            variants: dict[str, Callable[[], float]] = {
+                "1 thread": lambda: in_process_throughput(pipeline, pixels, 1, n_local),
+                "2 threads": lambda: in_process_throughput(pipeline, pixels, 2, n_local),
+                "2 threads, intra_op 1": lambda: in_process_throughput(
+                    single_thread, pixels, 2, n_local
                 ),
-            }  # fmt: skip
-            rate = asyncio.run(
-                triton_throughput(
-                    url, pixels, args.clients, args.requests, output_bytes, shared_client=False
-                )
-            )
-            shared_rate = asyncio.run(
-                triton_throughput(
-                    url, pixels, args.clients, args.requests, output_bytes, shared_client=True
-                )
-            )
+                "triton": lambda: asyncio.run(
+                    triton_throughput(
+                        url, pixels, args.clients, n_triton, output_bytes, shared_client=False
+                    )
+                ),
+                "triton, one client": lambda: asyncio.run(
+                    triton_throughput(
+                        url, pixels, args.clients, n_triton, output_bytes, shared_client=True
+                    )
+                ),
+            }
+            rates = interleaved_rates(variants, args.rounds)
+            rate, shared_rate = rates.pop("triton"), rates.pop("triton, one client")
+            local_rates = rates
             best_local = max(local_rates, key=local_rates.__getitem__)
 
             perf_lines: list[str] = []
@@ -619,6 +654,8 @@ def main() -> None:
                 f"intra_op_num_threads={intra_op or 'default'}")  # fmt: skip
     if args.postprocess_instances:
         figures.add("what-if", f"cxr_postprocess instance count {args.postprocess_instances}")
+    if args.net_instances:
+        figures.add("what-if", f"cxr_net instance count {args.net_instances}")
     figures.add("image", f"{IMAGE_SIDE}x{IMAGE_SIDE} UINT16 (CT_small.dcm upscaled), MONOCHROME2")
     figures.add("CAM output", f"14 maps, longer side {cam_max_side}: {output_bytes['CAM']:,} bytes")
     figures.add("in-process stages (median ms)",
