@@ -345,6 +345,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/cases/{case_id}/findings/{finding_id}/per-slice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * ListSlices
+         * @description The finding's per-slice probabilities and positive labels, in slice order.
+         *     400 ``not_a_slice_finding`` for a finding not read slice by slice.
+         */
+        get: operations["listFindingSlices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/findings/{finding_id}/per-slice/{index}/heatmap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GetHeatmap
+         * @description Slice ``index``'s heat map of ``any`` haemorrhage as an 8-bit grey PNG (0 = none,
+         *     255 = strongest; all 0 on a slice below the threshold), covering the slice at reduced
+         *     size with its aspect ratio; the viewer scales and colours it.
+         */
+        get: operations["getFindingSliceHeatmap"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/cases/{case_id}/findings/{finding_id}/per-slice/{index}/image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * RenderSlice
+         * @description Slice ``index`` as a grey PNG under a named window (``brain``, ``subdural``,
+         *     ``bone``, ...) or a centre/width in HU; the image's own window without either.
+         *     404 ``slice_not_found``, 400 ``invalid_window``.
+         */
+        get: operations["renderFindingSlice"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/cases/{case_id}/findings/{finding_id}/slices/{plane}/{index}": {
         parameters: {
             query?: never;
@@ -1230,6 +1295,7 @@ export interface components {
             thresholds: {
                 [key: string]: number;
             };
+            views: components["schemas"]["ViewerView"][];
             volumes_ml: {
                 [key: string]: number;
             };
@@ -1376,6 +1442,26 @@ export interface components {
             coronal: number;
             sagittal: number;
         };
+        /** SliceOut */
+        SliceOut: {
+            index: number;
+            /** Format: uuid */
+            instance_id: string;
+            position_mm: number;
+            positive: string[];
+            probabilities: {
+                [key: string]: number;
+            };
+        };
+        /** SliceTableOut */
+        SliceTableOut: {
+            labels: string[];
+            slices: components["schemas"]["SliceOut"][];
+            spacing_mm: number[];
+            thresholds: {
+                [key: string]: number;
+            };
+        };
         /** StudyDetail */
         StudyDetail: {
             age_band: string | null;
@@ -1487,6 +1573,12 @@ export interface components {
             n: number;
             status: string;
         };
+        /**
+         * ViewerView
+         * @description What the viewer API can render from a model's findings (docs: README, Viewer API).
+         * @enum {string}
+         */
+        ViewerView: "cam" | "segmentation" | "slice_heatmap";
     };
     responses: never;
     parameters: never;
@@ -2140,6 +2232,129 @@ export interface operations {
                 };
                 content: {
                     "application/gzip": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    listFindingSlices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SliceTableOut"];
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    getFindingSliceHeatmap: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": string;
+                };
+            };
+            /** @description Bad request syntax or unsupported method */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        detail: string;
+                        extra?: null | {
+                            [key: string]: unknown;
+                        } | unknown[];
+                        status_code: number;
+                    };
+                };
+            };
+        };
+    };
+    renderFindingSlice: {
+        parameters: {
+            query?: {
+                /** @description a named window: lung, mediastinum, brain, bone, subdural (or centre/width) */
+                window?: string | null;
+                /** @description display window centre (with window_width); default: the image's */
+                window_center?: number | null;
+                /** @description display window width > 0 (with window_center) */
+                window_width?: number | null;
+            };
+            header?: never;
+            path: {
+                case_id: string;
+                finding_id: string;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": string;
                 };
             };
             /** @description Bad request syntax or unsupported method */

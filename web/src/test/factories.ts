@@ -11,6 +11,7 @@ export function finding(overrides: Partial<FindingOut> = {}): FindingOut {
     probabilities: { Atelectasis: 0.2, Cardiomegaly: 0.9, Effusion: 0.55 },
     thresholds: { Atelectasis: 0.5, Cardiomegaly: 0.5, Effusion: 0.6 },
     cam_labels: ["Atelectasis", "Cardiomegaly", "Effusion"],
+    views: ["cam"],
     volumes_ml: {},
     model: { name: "cxr", network: "densenet121", version: "1", training_run_id: "run-1", synthetic: true },
     input_sha256: "a",
