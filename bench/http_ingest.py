@@ -57,9 +57,21 @@ def _error_code(response: httpx.Response) -> str:
     return str(response.status_code)
 
 
+#: Leaf frames of threads waiting for work (the event loop's poll, idle worker threads):
+#: py-spy counts them as active, they are not the ingest's cost.
+IDLE_LEAVES = (
+    "Runner.run (",
+    "Condition.wait (",
+    "Queue.get (",
+    "_worker (concurrent/futures/thread.py)",
+    "_connection_worker_thread (",
+)
+
+
 def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, int]]]:
-    """Total samples and the ``count`` functions with the most samples in py-spy's collapsed
-    stacks (``--format raw``): ``(function (file), inclusive, self)``, inclusive first."""
+    """Busy samples and the ``count`` functions with the most of them in py-spy's collapsed
+    stacks (``--format raw``): ``(function (file), inclusive, self)``, inclusive first.
+    Samples of idle threads (:data:`IDLE_LEAVES`) are left out."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -67,9 +79,11 @@ def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, in
         stack, _, number = line.rpartition(" ")
         if not stack or not number.isdigit():
             continue
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        if frames[-1].startswith(IDLE_LEAVES) or _short(frames[-1]).startswith(IDLE_LEAVES):
+            continue
         samples = int(number)
         total += samples
-        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
         for frame in set(frames):
             inclusive[frame] += samples
         own[frames[-1]] += samples
@@ -80,7 +94,7 @@ def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, in
 def print_profile(raw: Path, count: int = 25) -> None:
     """The top entries of a py-spy profile, by inclusive and by own samples."""
     total, top = top_frames(raw, count)
-    print(f"\nprofile of medvision serve ({total} samples, py-spy, every thread): {raw}")
+    print(f"\nprofile of medvision serve ({total} busy samples, py-spy, every thread): {raw}")
     print(f"{'incl %':>7}{'self %':>7}  function (file)")
     for frame, inclusive, own in top:
         print(f"{100 * inclusive / total:>7.1f}{100 * own / total:>7.1f}  {_short(frame)}")

@@ -16,6 +16,7 @@ from control.config import Settings
 from control.errors import ConflictError, NotFoundError, StorageIntegrityError
 from control.storage import (
     FilesystemStore,
+    NewObject,
     ObjectStore,
     S3Store,
     StorageUnavailableError,
@@ -271,6 +272,86 @@ async def test_filesystem_file_without_recorded_hash_is_rejected(
     with pytest.raises(StorageIntegrityError) as caught:
         await fs_store.get("raw.dcm")
     assert caught.value.code == "checksum_missing"
+
+
+async def test_put_many_stores_each_and_says_which_keys_it_replaced(store: ObjectStore) -> None:
+    await store.put("studies/a/1.dcm", b"old")
+    objects = [
+        NewObject("studies/a/1.dcm", b"one", "application/dicom"),
+        NewObject("studies/a/2.dcm", b"two", "application/dicom", sha256_hex(b"two")),
+        NewObject("studies/b/3.dcm", b""),
+    ]
+
+    stored = await store.put_many(objects)
+
+    assert stored == [
+        StoredObject("studies/a/1.dcm", sha256_hex(b"one"), 3, replaced=True),
+        StoredObject("studies/a/2.dcm", sha256_hex(b"two"), 3, replaced=False),
+        StoredObject("studies/b/3.dcm", sha256_hex(b""), 0, replaced=False),
+    ]
+    assert [await store.get(item.key, expected_sha256=item.sha256) for item in stored] == [
+        b"one",
+        b"two",
+        b"",
+    ]
+    assert await store.put_many([]) == []
+
+
+async def test_a_wrong_caller_digest_is_caught_on_read(store: ObjectStore) -> None:
+    """The digest a caller passes is recorded as given: a wrong one never goes unnoticed."""
+    await store.put(KEY, PAYLOAD, sha256=sha256_hex(b"something else"))
+
+    with pytest.raises(StorageIntegrityError) as caught:
+        await store.get(KEY)
+    assert caught.value.code == "checksum_mismatch"
+
+
+async def test_filesystem_put_many_fsyncs_each_file_and_each_directory_once(
+    fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    keys = [f"studies/s/series/x/instances/{n}.dcm" for n in range(5)] + ["studies/t/9.dcm"]
+
+    await fs_store.put_many([NewObject(key, key.encode()) for key in keys])
+
+    directories = {
+        str(fs_store.root / "studies/s/series/x/instances"),
+        str(fs_store.root / "studies/t"),
+    }
+    assert sorted(path for path in synced if path in directories) == sorted(directories)
+    assert len(synced) == len(keys) + len(directories)  # one per file (its temp name), one per dir
+    assert [await fs_store.get(key) for key in keys] == [key.encode() for key in keys]
+
+
+async def test_filesystem_put_many_failing_half_way_leaves_nothing_new(
+    fs_store: FilesystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fs_store.put("studies/a/0.dcm", b"kept")
+    real_replace = os.replace
+    renamed: list[str] = []
+
+    def crash_on_third(src: str, dst: str) -> None:
+        if len(renamed) == 2:
+            raise OSError("simulated failure during the renames")
+        renamed.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_third)
+    objects = [NewObject(f"studies/a/{n}.dcm", b"new %d" % n) for n in range(4)]
+
+    with pytest.raises(OSError, match="simulated failure"):
+        await fs_store.put_many(objects)
+
+    assert await fs_store.list_keys() == ["studies/a/0.dcm"]  # 1.dcm, renamed, removed again
+    assert await fs_store.get("studies/a/0.dcm") == b"new 0"  # replaced, as documented
+    assert [p.name for p in fs_store.root.rglob("*") if p.is_file()] == ["0.dcm"]
 
 
 async def test_filesystem_failed_replace_leaves_no_object_and_no_temp_file(
