@@ -2,7 +2,7 @@ import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import type { ReactNode } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { finding } from "../test/factories";
+import { ctFinding, finding } from "../test/factories";
 import { DecisionForm } from "./DecisionForm";
 
 function wrapper({ children }: { children: ReactNode }) {
@@ -67,6 +67,21 @@ describe("DecisionForm", () => {
     fireEvent.click(screen.getByRole("button", { name: "Save correction" }));
     await waitFor(() => expect(sent).toHaveLength(1));
     expect(sent[0]?.body).toMatchObject({ action: "edit", labels: ["Cardiomegaly", "Effusion"] });
+  });
+
+  it("an edit of a head CT finding offers its six labels and sends them in the model's order", async () => {
+    render(<DecisionForm caseId="c1" finding={ctFinding()} readOnly={false} onDecided={vi.fn()} onReload={vi.fn()} />, { wrapper });
+    fireEvent.click(screen.getByRole("button", { name: "Edit" }));
+    const boxes = screen.getAllByRole("checkbox");
+    expect(boxes.map((b) => b.parentElement?.textContent)).toEqual(["any", "epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural"]);
+    expect(boxes.filter((b) => (b as HTMLInputElement).checked).map((b) => b.parentElement?.textContent)).toEqual(["any", "subdural"]);
+    fireEvent.click(screen.getByRole("checkbox", { name: "subdural" }));
+    fireEvent.click(screen.getByRole("checkbox", { name: "epidural" }));
+    fireEvent.change(screen.getByRole("textbox", { name: "Reason" }), { target: { value: "lens-shaped: epidural, not subdural" } });
+    fireEvent.click(screen.getByRole("button", { name: "Save correction" }));
+    await waitFor(() => expect(sent).toHaveLength(1));
+    expect(sent[0]?.url).toMatch(/\/api\/cases\/c1\/findings\/ct1\/decisions$/);
+    expect(sent[0]?.body).toMatchObject({ action: "edit", labels: ["any", "epidural"], reason: "lens-shaped: epidural, not subdural" });
   });
 
   it("a 409 offers a reload and keeps the typed reason", async () => {

@@ -1,6 +1,6 @@
 import { fireEvent, render, screen, within } from "@testing-library/react";
 import { describe, expect, it, vi } from "vitest";
-import { finding } from "../test/factories";
+import { ctFinding, finding } from "../test/factories";
 import { FindingsPanel, type OverlayState } from "./FindingsPanel";
 
 const overlay: OverlayState = { label: "Cardiomegaly", visible: true, opacity: 0.4 };
@@ -29,5 +29,17 @@ describe("FindingsPanel", () => {
   it("a label without a heat map cannot be chosen", () => {
     render(<FindingsPanel finding={finding({ cam_labels: ["Cardiomegaly"] })} overlay={overlay} onOverlay={() => undefined} />);
     expect(screen.getByRole("button", { name: /^Atelectasis/ })).toBeDisabled();
+  });
+
+  it("a head CT finding lists its study-level labels with thresholds; they are not heat map choices", () => {
+    render(<FindingsPanel finding={ctFinding()} overlay={{ label: null, visible: true, opacity: 0.4 }} onOverlay={() => undefined} />);
+    const list = screen.getByRole("list", { name: "Labels" });
+    expect(within(list).queryAllByRole("button")).toHaveLength(0);
+    const items = within(list).getAllByRole("listitem");
+    expect(items.map((i) => i.dataset.label)).toEqual(["any", "subdural", "subarachnoid", "intraparenchymal", "intraventricular", "epidural"]);
+    expect(items[0]).toHaveAccessibleName("any 91.0% positive");
+    expect(items[2]?.querySelector("[title='threshold 50.0%']")).not.toBeNull();
+    expect(screen.getByRole("checkbox", { name: /Show heat map \(any, this slice\)/ })).toBeChecked();
+    expect(screen.getByText(/Study level/)).toBeInTheDocument();
   });
 });

@@ -3,7 +3,8 @@ import { useEffect, useRef } from "react";
 
 export const SHORTCUTS: [string, string][] = [
   ["j / k", "next / previous case"],
-  ["1 – 4", "window/level presets"],
+  ["1 – 4", "window/level presets (1 – 3 on a head CT)"],
+  ["↑ / ↓", "next / previous slice of a head CT (also the mouse wheel)"],
   ["o", "show / hide the AI overlay"],
   ["a", "accept the selected finding"],
   ["r", "reject the selected finding (asks for a reason)"],

@@ -1,4 +1,5 @@
-/** One case: the images (radiograph or MRI viewer), the AI findings with their decisions,
+/** One case: the images (radiograph, head CT or MRI viewer, as the findings' views say), the
+ * AI findings with their decisions,
  * the case history and sign-off. Read-only once signed off or when not held by this user. */
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useMemo, useRef, useState } from "react";
@@ -13,9 +14,11 @@ import { ErrorMessage } from "../components/ErrorMessage";
 import { FindingsPanel, type OverlayState } from "../components/FindingsPanel";
 import { Thumbnail } from "../components/Thumbnail";
 import { hasSyntheticModel, labelRows, signOffBlocker } from "../lib/decisions";
+import { findingTitle, hasView } from "../lib/findings";
 import { formatDateTime } from "../lib/format";
 import { useShortcuts } from "../lib/keyboard";
 import { neighbour } from "../lib/worklistOrder";
+import { HeadCtViewer } from "../viewers/HeadCtViewer";
 import { MriViewer } from "../viewers/MriViewer";
 import { RadiographViewer } from "../viewers/RadiographViewer";
 
@@ -73,11 +76,13 @@ export function CasePage() {
 function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; userId: string; role: string; onChanged: () => void }) {
   const queryClient = useQueryClient();
   const images = useMemo(() => dicomImages(detail), [detail]);
-  const segmentation = (detail.findings ?? []).find((f) => f.kind === "segmentation") ?? null;
+  const segmentation = (detail.findings ?? []).find((f) => hasView(f, "segmentation")) ?? null;
+  // A series read slice by slice (head CT): one finding for the whole series, no instance.
+  const sliceFinding = (detail.findings ?? []).find((f) => hasView(f, "slice_heatmap")) ?? null;
   const [selectedId, setSelectedId] = useState<string | null>(null);
   const instance = images.find((i) => i.id === selectedId) ?? images[0] ?? null;
   const classification = instance ? ((detail.findings ?? []).find((f) => f.kind === "classification" && f.instance_id === instance.id) ?? null) : null;
-  const selectedFinding: FindingOut | null = segmentation ?? classification;
+  const selectedFinding: FindingOut | null = segmentation ?? sliceFinding ?? classification;
   const holder = detail.assignee?.id === userId && role === "radiologist";
   const readOnly = detail.status === "signed_off" || !holder;
 
@@ -158,6 +163,8 @@ function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; use
         <section aria-label="Images" className="flex min-w-0 flex-1 flex-col bg-black">
           {segmentation ? (
             <MriViewer caseId={detail.id} finding={segmentation} readOnly={readOnly} onMaskSaved={onChanged} />
+          ) : sliceFinding ? (
+            <HeadCtViewer caseId={detail.id} finding={sliceFinding} overlay={overlay} />
           ) : instance ? (
             <>
               <div className="min-h-0 flex-1">
@@ -200,7 +207,7 @@ function CaseView({ detail, userId, role, onChanged }: { detail: CaseDetail; use
                 <header className="flex items-start justify-between gap-2">
                   <div>
                     <h2 className="text-sm font-semibold">
-                      Finding {n + 1}: {finding.kind === "segmentation" ? "brain tumour segmentation" : "chest X-ray labels"}
+                      Finding {n + 1}: {findingTitle(finding)}
                     </h2>
                     <ModelIdentity finding={finding} />
                   </div>

@@ -24,6 +24,22 @@ export function finding(overrides: Partial<FindingOut> = {}): FindingOut {
   };
 }
 
+/** A head CT haemorrhage finding (``ct_head``): one per series, read slice by slice. */
+export function ctFinding(overrides: Partial<FindingOut> = {}): FindingOut {
+  return finding({
+    id: "ct1",
+    subject: "volume",
+    instance_id: null,
+    labels: ["any", "subdural"],
+    probabilities: { any: 0.91, epidural: 0.02, intraparenchymal: 0.1, intraventricular: 0.03, subarachnoid: 0.2, subdural: 0.8 },
+    thresholds: { any: 0.5, epidural: 0.5, intraparenchymal: 0.5, intraventricular: 0.5, subarachnoid: 0.5, subdural: 0.5 },
+    cam_labels: [],
+    views: ["slice_heatmap"],
+    model: { name: "ct_head", network: "ct_head_net", version: "1", training_run_id: "run-2", synthetic: true },
+    ...overrides,
+  });
+}
+
 export function caseDetail(overrides: Partial<CaseDetail> = {}): CaseDetail {
   return {
     id: "c1",

@@ -21,3 +21,11 @@ export interface MriViewerProps {
   /** Called after an edited mask was saved (an ``edit`` decision now exists). */
   onMaskSaved: () => void;
 }
+
+export interface HeadCtViewerProps {
+  caseId: string;
+  /** A finding read slice by slice (``slice_heatmap`` view): its per-slice table and maps. */
+  finding: FindingOut;
+  /** Whether the slice heat maps are shown, and how opaque (the label is not used). */
+  overlay: OverlayState;
+}
