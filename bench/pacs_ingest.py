@@ -1,7 +1,7 @@
 """PACS ingest: the same N instances into MedVision and into Orthanc, by C-STORE and STOW-RS.
 
     .venv/bin/python -m bench.pacs_ingest [--n 500] [--ct-size 512] [--dx-size 2048]
-        [--stow-batch 25] [--no-stow] [--out var/bench]
+        [--stow-batch 25] [--no-stow] [--quick] [--out var/bench]
 
 Issue #10 goal: "C-STORE ingest of the same 500 instances (512×512 CT and 2048² DX, one
 association) into MedVision (de-identification, hashing, storage, routing included) and
@@ -25,7 +25,10 @@ STOW-RS: ``POST /dicomweb/studies`` (``multipart/related; type="application/dico
 integration account) into ``medvision serve`` on a fresh data directory (worker off, Triton
 not required), and ``POST /dicom-web/studies`` into a fresh Orthanc.
 
-Prints a table and the machine, writes ``--out/pacs_ingest-<time>.json``.
+``--quick`` sends 40 instances (CT 256², DX 1024², 10 per STOW request): a minute at most,
+for a developer before and after a change; the README figures come from the full run.
+
+Prints a table, the machine and the load average, writes ``--out/pacs_ingest-<time>.json``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import httpx
 from pydicom.uid import generate_uid
 
 from bench.machine import describe
+from bench.stack import load_line
 from control.triton.server import find_free_ports
 from tests.fixtures.ct import ct_slice
 from tests.fixtures.dicom_listener import (
@@ -281,8 +285,11 @@ def main() -> None:
     parser.add_argument("--dx-size", type=int, default=2048)
     parser.add_argument("--stow-batch", type=int, default=25, help="instances per STOW request")
     parser.add_argument("--no-stow", action="store_true", help="C-STORE only")
+    parser.add_argument("--quick", action="store_true", help="40 small instances, a minute")
     parser.add_argument("--out", type=Path, default=Path("var/bench"))
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.ct_size, args.dx_size, args.stow_batch = 40, 256, 1024, 10
     if shutil.which("storescu") is None:
         sys.exit("needs DCMTK's storescu (Debian package dcmtk)")
 
@@ -290,6 +297,7 @@ def main() -> None:
         scratch = Path(tmp)
         print(f"generating {args.n} instances ...", flush=True)
         paths = generate(scratch / "instances", args.n, args.ct_size, args.dx_size)
+        load_before = os.getloadavg()
         total_bytes = sum(p.stat().st_size for p in paths)
         results: dict[str, dict[str, Any]] = {}
         print("C-STORE into MedVision ...", flush=True)
@@ -314,9 +322,10 @@ def main() -> None:
         name = "C-STORE (1 association)" if protocol == "cstore" else "STOW-RS"
         rows.append((name, mv, oc, ratios[protocol], mine.get("skipped", "")))
     machine = describe()
+    load = load_line(load_before)
     print(
         f"\n{n} instances ({n // 2} CT {args.ct_size}², {n - n // 2} DX {args.dx_size}², "
-        f"{total_bytes / 2**20:.0f} MiB); {machine}"
+        f"{total_bytes / 2**20:.0f} MiB); {machine}; load average {load}"
     )
     print(f"{'protocol':<26}{'MedVision/s':>12}{'Orthanc/s':>11}{'ratio':>8}")
     for name, mv, oc, ratio, note in rows:
@@ -331,6 +340,7 @@ def main() -> None:
         "bench": "pacs_ingest",
         "time": datetime.now(UTC).isoformat(),
         "machine": machine,
+        "load": load,
         "n": n,
         "ct_size": args.ct_size,
         "dx_size": args.dx_size,

@@ -474,9 +474,14 @@ def _check_native_pixel_length(dataset: pydicom.Dataset, filename: str, frames: 
 
 
 def _decode_first_frame(dataset: pydicom.Dataset, filename: str) -> None:
-    """Decode frame 0 once and discard it; nothing is cached on or written to ``dataset``."""
+    """Decode frame 0 once and discard it; nothing is cached on or written to ``dataset``.
+
+    ``view_only``: native pixel data is validated and viewed in place rather than copied
+    into a writeable array nobody writes to (an 8 MiB copy per 2048² radiograph); the checks
+    and every decoder step that can fail are the same.
+    """
     try:
-        pixel_array(dataset, index=0)
+        pixel_array(dataset, index=0, view_only=True)
     except Exception as exc:  # decoder plugins raise arbitrary exception types
         raise InvalidInputError(
             f"{filename}: the pixel data could not be decoded: {exc}",

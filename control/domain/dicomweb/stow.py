@@ -106,6 +106,10 @@ def read_identity(content: bytes) -> PartIdentity:
         return PartIdentity()
 
 
+def _read_identities(parts: list[Part]) -> list[PartIdentity]:
+    return [read_identity(part.content) for part in parts]
+
+
 @dataclass
 class StowOutcome:
     """What a STOW-RS request did: the response dataset and its HTTP status."""
@@ -156,7 +160,7 @@ async def store_parts(
     fails with ``0xC000``.
     """
     key = settings.key("deid")
-    identities = [await anyio.to_thread.run_sync(read_identity, part.content) for part in parts]
+    identities = await anyio.to_thread.run_sync(_read_identities, parts)  # one thread hop
     failed: list[Attributes] = []
     files: list[tuple[str, bytes]] = []
     for index, (part, identity) in enumerate(zip(parts, identities, strict=True)):
