@@ -140,11 +140,30 @@ def _classifier_io(
     )
 
 
+def _classifier_parameters(meta: Meta, normalisation: str, **specific: str) -> dict[str, str]:
+    """A classifier network's parameters: labels, input size, what is specific to the
+    model, how inputs are normalised and how the thresholds were chosen."""
+    return {
+        "labels": _join(meta["labels"]),
+        "input_size": str(int(meta["input_size"])),
+        **specific,
+        "normalisation": normalisation,
+        "threshold_method": str(meta.get("threshold_method") or "default 0.5"),
+    }
+
+
 def _classifier_postprocess(meta: Meta) -> dict[str, str]:
     return {
         "labels": _join(meta["labels"]),
         "thresholds": _join(_label_thresholds(meta)),
         "input_size": str(int(meta["input_size"])),
+    }
+
+
+def _classifier_meta(parameters: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "labels": parameters["labels"].split(","),
+        "input_size": int(parameters["input_size"]),
     }
 
 
@@ -167,35 +186,25 @@ def _cxr_io(meta: Meta) -> NetworkIO:
     return _classifier_io(meta, "IMAGE", 1, _cxr_blocks)
 
 
+def _cxr_zscore(meta: Meta) -> dict[str, str]:
+    return {"mean": repr(float(meta["mean"])), "std": repr(float(meta["std"]))}
+
+
 def _cxr_parameters(meta: Meta) -> dict[str, str]:
-    return {
-        "labels": _join(meta["labels"]),
-        "input_size": str(int(meta["input_size"])),
-        "mean": repr(float(meta["mean"])),
-        "std": repr(float(meta["std"])),
-        "normalisation": CXR_NORMALISATION,
-        "threshold_method": str(meta.get("threshold_method", "default 0.5")),
-    }
+    return _classifier_parameters(meta, CXR_NORMALISATION, **_cxr_zscore(meta))
 
 
 def _cxr_pre_post(meta: Meta, batch_size: int) -> dict[str, dict[str, str]]:
+    size = {"input_size": str(int(meta["input_size"]))}
     return {
-        CXR.preprocess: {
-            "input_size": str(int(meta["input_size"])),
-            "mean": repr(float(meta["mean"])),
-            "std": repr(float(meta["std"])),
-        },
+        CXR.preprocess: {**size, **_cxr_zscore(meta)},
         CXR.postprocess: _classifier_postprocess(meta),
     }
 
 
 def _cxr_meta(parameters: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "labels": parameters["labels"].split(","),
-        "input_size": int(parameters["input_size"]),
-        "mean": float(parameters["mean"]),
-        "std": float(parameters["std"]),
-    }
+    zscore = {"mean": float(parameters["mean"]), "std": float(parameters["std"])}
+    return {**_classifier_meta(parameters), **zscore}
 
 
 def _cxr_real_input(path: Path, meta: Meta) -> npt.NDArray[Any]:
@@ -284,42 +293,35 @@ def _ct_head_io(meta: Meta) -> NetworkIO:
     return _classifier_io(meta, "SLICES", channels, _ct_head_blocks)
 
 
-def _windows(meta: Meta) -> str:
-    return format_windows(tuple((str(n), float(c), float(w)) for n, c, w in meta["windows"]))
+def _ct_head_slices(meta: Meta) -> dict[str, str]:
+    """How a slice becomes the network input: neighbours each side and HU windows."""
+    windows = tuple((str(n), float(c), float(w)) for n, c, w in meta["windows"])
+    return {"context_slices": str(int(meta["context"])), "windows": format_windows(windows)}
 
 
 def _ct_head_parameters(meta: Meta) -> dict[str, str]:
-    return {
-        "labels": _join(meta["labels"]),
-        "input_size": str(int(meta["input_size"])),
-        "context_slices": str(int(meta["context"])),
-        "windows": _windows(meta),
-        "normalisation": CT_HEAD_NORMALISATION,
-        "aggregation": "study probability = max over slices",
-        "threshold_method": str(meta.get("threshold_method") or "default 0.5"),
-    }
+    aggregation = "study probability = max over slices"
+    return _classifier_parameters(
+        meta, CT_HEAD_NORMALISATION, **_ct_head_slices(meta), aggregation=aggregation
+    )
 
 
 def _ct_head_pre_post(meta: Meta, batch_size: int) -> dict[str, dict[str, str]]:
     (classify,) = CT_HEAD.steps
+    size = {"input_size": str(int(meta["input_size"]))}
     return {
-        CT_HEAD.preprocess: {
-            "input_size": str(int(meta["input_size"])),
-            "context_slices": str(int(meta["context"])),
-            "windows": _windows(meta),
-        },
+        CT_HEAD.preprocess: {**size, **_ct_head_slices(meta)},
         classify: {"batch_size": str(batch_size)},
         CT_HEAD.postprocess: _classifier_postprocess(meta),
     }
 
 
 def _ct_head_meta(parameters: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "labels": parameters["labels"].split(","),
-        "input_size": int(parameters["input_size"]),
+    slices = {
         "context": int(parameters["context_slices"]),
         "windows": parse_windows(parameters["windows"]),
     }
+    return {**_classifier_meta(parameters), **slices}
 
 
 #: Every exportable model by served name, in the order of ``SERVED_CONTRACTS``.

@@ -1,1 +1,2 @@
-"""Training, datasets and evaluation for the CXR and BraTS models (issue 3)."""
+"""Training, datasets and evaluation of the served models (one task each, see
+:mod:`training.tasks.registry`)."""

@@ -85,7 +85,8 @@ def train_options(task: TrainingTask) -> list[CliOption]:
         _data_option(task),
         *task.options,
         ("epochs", int, typer.Option(task.epochs)),
-        ("batch_size", int, typer.Option(task.batch_size, help="items (images, crops, slices)")),
+        ("batch_size", int, typer.Option(
+            task.batch_size, help="items per batch (images, crops or slices)")),
         ("lr", float, typer.Option(task.lr)),
         ("precision", str, typer.Option("auto", help="auto, fp32, bf16 or fp16 (CUDA)")),
         ("workers", int, typer.Option(
@@ -101,30 +102,14 @@ def train_options(task: TrainingTask) -> list[CliOption]:
     ]  # fmt: skip
 
 
-def _train(
-    task: TrainingTask,
-    *,
-    data: Path,
-    skip_bad: bool,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    precision: str,
-    workers: int,
-    seed: int,
-    out: Path | None,
-    resume: Path | None,
-    register: str | None,
-    device: str,
-    **task_options: Any,
-) -> None:
+def _train(task: TrainingTask, *, data: Path, skip_bad: bool, **values: Any) -> None:
+    """Build the task config from ``--data``, ``--skip-bad`` and the task's own options; the
+    other values are the training loop's settings (``run_training``'s keywords)."""
     from training.tasks.runner import run_training
 
-    task_config = task.code().config(data=data, skip_bad=skip_bad, **task_options)
-    run_training(
-        task.name, task_config, epochs, batch_size, lr, precision, workers, seed, out, resume,
-        register, device,
-    )  # fmt: skip
+    fields = {name: values.pop(name) for name, _type, _option in task.options}
+    task_config = task.code().config(data=data, skip_bad=skip_bad, **fields)
+    run_training(task.name, task_config, **values)
 
 
 def evaluate_options(task: TrainingTask) -> list[CliOption]:
@@ -141,18 +126,8 @@ def evaluate_options(task: TrainingTask) -> list[CliOption]:
     ]  # fmt: skip
 
 
-def _evaluate(
-    task: TrainingTask,
-    *,
-    checkpoint: Path,
-    data: Path,
-    split: str,
-    out: Path,
-    min_group_size: int,
-    skip_bad: bool,
-) -> None:
-    evaluate_checkpoint = task.code().evaluate_checkpoint
-    paths = evaluate_checkpoint(checkpoint, data, split, out, min_group_size, skip_bad)
+def _evaluate(task: TrainingTask, **values: Any) -> None:
+    paths = task.code().evaluate_checkpoint(**values)
     typer.echo(f"report: {paths['markdown']}")
 
 

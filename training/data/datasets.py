@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -56,17 +56,17 @@ def read_xray_image(path: Path) -> np.ndarray:
         raise DatasetError(path, f"cannot decode image: {exc}") from exc
 
 
-class CxrDataset(Dataset[dict[str, Any]]):
-    """Chest X-ray records as ``{"image", "labels", "mask", "index"}`` tensors.
+RecordT = TypeVar("RecordT")
+DecodedT = TypeVar("DecodedT")
 
-    ``transform`` receives ``{"image": float32 [1, H, W] in [0, 1]}`` (see
-    ``cxr_train_transforms``); without one the image keeps its original size. ``cache``
-    keeps decoded images in memory (per worker process), for small synthetic sets.
-    """
+
+class _CachedRecords(Dataset[dict[str, Any]], Generic[RecordT, DecodedT]):
+    """Loader records with an optional transform and, with ``cache``, the decoded items
+    kept in memory (per worker process)."""
 
     def __init__(
         self,
-        records: Sequence[CxrRecord],
+        records: Sequence[RecordT],
         transform: Transform | None = None,
         *,
         cache: bool = False,
@@ -74,10 +74,19 @@ class CxrDataset(Dataset[dict[str, Any]]):
         self.records = list(records)
         self.transform = transform
         self.cache = cache
-        self._cached: dict[int, np.ndarray] = {}
+        self._cached: dict[int, DecodedT] = {}
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class CxrDataset(_CachedRecords[CxrRecord, np.ndarray]):
+    """Chest X-ray records as ``{"image", "labels", "mask", "index"}`` tensors.
+
+    ``transform`` receives ``{"image": float32 [1, H, W] in [0, 1]}`` (see
+    ``cxr_train_transforms``); without one the image keeps its original size. ``cache``
+    keeps decoded images in memory (per worker process), for small synthetic sets.
+    """
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
@@ -95,7 +104,9 @@ class CxrDataset(Dataset[dict[str, Any]]):
         }
 
 
-class BratsDataset(Dataset[dict[str, Any]]):
+class BratsDataset(
+    _CachedRecords[BratsRecord, tuple[dict[str, np.ndarray], tuple[float, float, float]]]
+):
     """BraTS records as ``{"image", "label", "spacing_mm", "index"}`` tensors.
 
     ``transform`` receives ``{"image": float32 [4, X, Y, Z], "label": float32 [3, X, Y, Z]}``
@@ -103,21 +114,6 @@ class BratsDataset(Dataset[dict[str, Any]]):
     (``RandCropByPosNegLabeld`` with ``num_samples=1``) is unwrapped. ``cache`` keeps
     decoded volumes in memory (per worker process), for small synthetic sets.
     """
-
-    def __init__(
-        self,
-        records: Sequence[BratsRecord],
-        transform: Transform | None = None,
-        *,
-        cache: bool = False,
-    ) -> None:
-        self.records = list(records)
-        self.transform = transform
-        self.cache = cache
-        self._cached: dict[int, tuple[dict[str, np.ndarray], tuple[float, float, float]]] = {}
-
-    def __len__(self) -> int:
-        return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         arrays, spacing = self._decoded(index)

@@ -22,11 +22,13 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from medvision_contract.served import SERVED_CONTRACTS
 
 SYNTHETIC_BANNER = "SYNTHETIC DATA — not a clinical evaluation"
 
@@ -355,17 +357,16 @@ def _plot_reliability(path: Path, calibration: Mapping[str, Any], synthetic: boo
     fig.savefig(path, dpi=110)
 
 
-def _fairness_bar_metrics(task: str, result: Mapping[str, Any]) -> list[str]:
+def _fairness_bar_metrics(result: Mapping[str, Any]) -> list[str]:
+    """The bars of a fairness plot: AUROC, TPR and FPR of a classifier's groups, else the
+    Dice figures of a segmentation's."""
     names = list(result.get("largest_gap", {}))
-    if task in ("cxr", "ct_head"):
-        return [m for m in ("mean_auroc", "mean_tpr", "mean_fpr") if m in names]
-    return [m for m in names if m == "mean_dice" or m.startswith("dice_")]
+    classification = [m for m in ("mean_auroc", "mean_tpr", "mean_fpr") if m in names]
+    return classification or [m for m in names if m == "mean_dice" or m.startswith("dice_")]
 
 
-def _plot_fairness(
-    path: Path, attribute: str, result: Mapping[str, Any], task: str, synthetic: bool
-) -> None:
-    metric_names = _fairness_bar_metrics(task, result)
+def _plot_fairness(path: Path, attribute: str, result: Mapping[str, Any], synthetic: bool) -> None:
+    metric_names = _fairness_bar_metrics(result)
     groups = [
         g
         for g, e in result.get("groups", {}).items()
@@ -406,7 +407,7 @@ def write_report(
     out_dir: Path,
     *,
     title: str,
-    task: Literal["cxr", "brats", "ct_head"],
+    task: str,
     metrics: dict[str, Any],
     fairness: dict[str, Any] | None,
     curves: dict[str, Any] | None = None,
@@ -423,7 +424,7 @@ def write_report(
     ``fairness_<attribute>.png`` per fairness attribute. Returns ``{"json", "markdown",
     "roc_curves", "reliability", "fairness_<attribute>"}`` → path, for the files written.
     """
-    if task not in ("cxr", "brats", "ct_head"):
+    if task not in SERVED_CONTRACTS:
         raise ValueError(f"unknown task {task!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -474,7 +475,7 @@ def write_report(
     for attribute, result in (fairness or {}).get("attributes", {}).items():
         key = f"fairness_{_safe_name(str(attribute))}"
         paths[key] = out_dir / f"{key}.png"
-        _plot_fairness(paths[key], str(attribute), result, task, synthetic)
+        _plot_fairness(paths[key], str(attribute), result, synthetic)
 
     plots = [p for k, p in paths.items() if k not in ("json", "markdown")]
     if plots:

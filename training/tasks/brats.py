@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medvision_contract.labels import BRATS_REGIONS, age_band
+from medvision_contract.labels import BRATS_REGIONS
 from medvision_contract.preprocess import brain_zscore
 from medvision_contract.regions import labels_to_regions, region_volumes_ml
 from training.data.brats import load_brats, read_brats_case
@@ -27,6 +27,7 @@ from training.evaluation.report import write_report
 from training.evaluation.segmentation import dice_hd95, sliding_window_predict, summarise_cases
 from training.losses import DiceFocalLoss
 from training.networks.brats import build_brats_net
+from training.tasks.common import demographic_groups, load_trained, skipped_lines
 
 Split = Literal["train", "val", "test", "all"]
 
@@ -175,18 +176,15 @@ def evaluate(
     """Dice and HD95 per region on full volumes, fairness by sex, age band and race."""
     model.eval()
     per_case = [case_metrics(model, r, int(meta["roi"])) for r in records]
-    groups = {
-        "sex": [r.sex for r in records],
-        "age_band": [age_band(r.age) for r in records],
-        "race": [r.race for r in records],
-    }
-    fairness = segmentation_fairness(per_case, groups, min_group_size=config.min_group_size)
+    fairness = segmentation_fairness(
+        per_case, demographic_groups(records), min_group_size=config.min_group_size
+    )
     summary_stats = summarise_cases(per_case)
     metrics = {
         "segmentation": summary_stats,
         "per_case": per_case,
         "n_cases": len(records),
-        "skipped": [line for report in skipped for line in report.skipped],
+        "skipped": skipped_lines(skipped),
         "model": {k: meta.get(k) for k in ("preset", "roi", "threshold")},
     }
     paths = write_report(
@@ -209,11 +207,10 @@ def evaluate(
 def load_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The trained network (eval mode) and its checkpoint metadata, validated
     (``BratsMeta``; ``ValueError`` names a missing or mistyped field)."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    meta = BratsMeta.from_dict(state["meta"]).to_dict()
-    model = build_brats_net(preset=meta["preset"])
-    model.load_state_dict(state["model"])
-    return model.eval(), meta
+    model, meta = load_trained(
+        checkpoint, BratsMeta.from_dict, lambda meta: build_brats_net(preset=meta.preset), device
+    )
+    return model, meta.to_dict()
 
 
 def evaluate_checkpoint(

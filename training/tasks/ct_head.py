@@ -16,30 +16,21 @@ from typing import Any
 import numpy as np
 import pydicom
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from medvision_contract.labels import CT_HEAD_LABELS, CT_HEAD_LOSS_WEIGHTS, age_band
-from medvision_contract.preprocess import padding_geometry
+from medvision_contract.labels import CT_HEAD_LABELS, CT_HEAD_LOSS_WEIGHTS
 from training.data.datasets import CtSliceDataset
-from training.data.records import Box, LoadReport
+from training.data.records import LoadReport
 from training.data.rsna_ich import CtSeriesRecord, load_rsna_ich
 from training.engine.checkpoint import load_checkpoint, save_checkpoint
 from training.engine.meta import CtHeadMeta
-from training.evaluation.classification import (
-    auroc_with_ci,
-    calibration_error,
-    choose_thresholds,
-    rates_at_threshold,
-    roc_curves,
-)
-from training.evaluation.fairness import classification_fairness
+from training.evaluation.classification import auroc_with_ci, choose_thresholds
 from training.evaluation.localization import pointing_game
 from training.evaluation.report import write_report
 from training.losses import MaskedWeightedBCE, positive_class_weights
 from training.networks.ct_head import build_ct_head_net
-from training.networks.cxr import CxrNet
+from training.tasks import common
 
 
 @dataclass
@@ -142,11 +133,7 @@ class CtHeadTask:
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted BCE of the batch's slice logits."""
-        logits = model(batch["image"])
-        loss: torch.Tensor = self.loss.to(logits.device)(
-            logits.float(), batch["labels"], batch["mask"]
-        )
-        return loss
+        return common.masked_bce(self.loss, model, batch)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Study-level mean AUROC on the validation split (no bootstrap)."""
@@ -200,20 +187,13 @@ def predict(
     batch_size: int = 64,
 ) -> CtPredictions:
     """Slice and study probabilities (and CAMs at the input size) for ``records``."""
-    was_training = model.training
-    model.eval()
     dataset = CtSliceDataset(records, size=meta.input_size, context=meta.context, cache=False)
     probs, cams = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        images = batch["image"].to(device)
-        if with_cams:
-            assert isinstance(model, CxrNet)
-            logits, cam = model.forward_with_cam(images)
-            cams.append(F.interpolate(cam, size=images.shape[-2:], mode="bicubic").cpu().numpy())
-        else:
-            logits = model(images)
-        probs.append(torch.sigmoid(logits.float()).cpu().numpy())
-    model.train(was_training)
+    with common.evaluating(model):
+        for batch in DataLoader(dataset, batch_size=batch_size):
+            prob, cam = common.probabilities(model, batch["image"].to(device), with_cams=with_cams)
+            probs.append(prob)
+            cams.append(cam)
     slice_study = np.array([series for series, _ in dataset.items], dtype=np.int64)
     slice_probs = np.concatenate(probs)
     study_probs = np.stack([slice_probs[slice_study == k].max(axis=0) for k in range(len(records))])
@@ -243,15 +223,6 @@ def weighted_log_loss(
     return float(np.mean((per_entry * w).sum(axis=1) / w.sum()))
 
 
-def boxes_in_input_space(boxes: Sequence[Box], shape: tuple[int, int], size: int) -> list[Box]:
-    """Lesion boxes of a ``shape`` slice mapped into the padded, resized network input."""
-    scale, (pad_y, pad_x) = padding_geometry(shape, size)
-    return [
-        Box(b.label, b.x * scale + pad_x, b.y * scale + pad_y, b.w * scale, b.h * scale)
-        for b in boxes
-    ]
-
-
 def evaluate(
     model: nn.Module,
     meta: CtHeadMeta,
@@ -271,44 +242,34 @@ def evaluate(
     result = predict(model, records, meta, device, with_cams=True)
     assert result.cams is not None
     thresholds = np.asarray(meta.thresholds or [0.5] * len(CT_HEAD_LABELS))
-    study = auroc_with_ci(
-        result.study_labels, result.study_probs, None, CT_HEAD_LABELS, n_boot=n_boot
-    )
+    figures = common.label_figures(
+        result.study_labels, result.study_probs, None, thresholds, CT_HEAD_LABELS,
+        common.demographic_groups(records, race=False), n_boot=n_boot,
+        min_group_size=min_group_size,
+    )  # fmt: skip
+    study = figures.auroc
     per_slice = auroc_with_ci(
         result.slice_labels, result.slice_probs, None, CT_HEAD_LABELS, n_boot=n_boot
     )
-    rates = rates_at_threshold(result.study_labels, result.study_probs, None, thresholds)
-    ece, bins = calibration_error(result.study_labels, result.study_probs, None)
     slices = [s for r in records for s in r.slices]
     shapes = [_shape(r) for r in records for _ in r.slices]
     with_boxes = np.array([bool(s.boxes) and s.labels[0] > 0.5 for s in slices])
     chosen = np.flatnonzero(with_boxes)
-    boxes = [boxes_in_input_space(slices[i].boxes, shapes[i], meta.input_size) for i in chosen]
+    boxes = [
+        common.boxes_in_input_space(slices[i].boxes, shapes[i], meta.input_size) for i in chosen
+    ]
     pointing: dict[str, Any] = {"accuracy": None, "per_label": {"any": {"accuracy": None}}}
     if len(chosen):
         pointing = pointing_game(
             result.cams[chosen], boxes, (meta.input_size, meta.input_size),
             labels_present=result.slice_labels[chosen] > 0.5, labels=CT_HEAD_LABELS,
         )  # fmt: skip
-    groups = {"sex": [r.sex for r in records], "age_band": [age_band(r.age) for r in records]}
-    fairness = classification_fairness(
-        result.study_labels, result.study_probs, None, thresholds, groups, CT_HEAD_LABELS,
-        min_group_size=min_group_size,
-    )  # fmt: skip
     subtype_aurocs = [study["per_label"][name]["auroc"] for name in CT_HEAD_LABELS[1:]]
     known_subtypes = [a for a in subtype_aurocs if a is not None]
     metrics: dict[str, Any] = {
         "classification": study,
         "slice_classification": per_slice,
-        "thresholds": {
-            label: {
-                "threshold": float(thresholds[k]),
-                "tpr": float(rates["tpr"][k]),
-                "fpr": float(rates["fpr"][k]),
-                "ppv": float(rates["ppv"][k]),
-            }
-            for k, label in enumerate(CT_HEAD_LABELS)
-        },
+        "thresholds": figures.thresholds,
         "localization": {"pointing_game": pointing},
         "rsna_weighted_log_loss_slice": weighted_log_loss(result.slice_labels, result.slice_probs),
         "rsna_weighted_log_loss_study": weighted_log_loss(result.study_labels, result.study_probs),
@@ -316,16 +277,15 @@ def evaluate(
         "study_mean_auroc_subtypes": float(np.mean(known_subtypes)) if known_subtypes else None,
         "n_series": len(records),
         "n_slices": len(slices),
-        "skipped": [line for report in skipped for line in report.skipped],
+        "skipped": common.skipped_lines(skipped),
         "model": {
             k: v for k, v in meta.to_dict().items() if k in ("preset", "input_size", "context")
         },
     }
     paths = write_report(
         out_dir, title="Head CT haemorrhage classifier evaluation (study level)", task="ct_head",
-        metrics=metrics, fairness=fairness,
-        curves=roc_curves(result.study_labels, result.study_probs, None, labels=CT_HEAD_LABELS),
-        calibration={"ece": ece, "bins": bins}, synthetic=meta.synthetic_data,
+        metrics=metrics, fairness=figures.fairness, curves=figures.curves,
+        calibration=figures.calibration, synthetic=meta.synthetic_data,
     )  # fmt: skip
     summary = {
         "study_mean_auroc": study["mean_auroc"],
@@ -334,7 +294,7 @@ def evaluate(
         "slice_mean_auroc": per_slice["mean_auroc"],
         "rsna_weighted_log_loss": metrics["rsna_weighted_log_loss_slice"],
         "pointing_game_any": pointing["per_label"]["any"]["accuracy"],
-        "ece": ece,
+        "ece": figures.calibration["ece"],
         "skipped": len(metrics["skipped"]),
     }
     return summary, paths
@@ -345,22 +305,16 @@ def _shape(record: CtSeriesRecord) -> tuple[int, int]:
     return int(ds.Rows), int(ds.Columns)
 
 
-def load_model(checkpoint: Path, device: str = "cpu") -> tuple[CxrNet, CtHeadMeta]:
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module, CtHeadMeta]:
     """The trained network (eval mode) and its validated checkpoint metadata."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    meta = CtHeadMeta.from_dict(state["meta"])
-    model = build_ct_head_net(meta.preset, meta.context)  # type: ignore[arg-type]
-    model.load_state_dict(state["model"])
-    return model.eval(), meta
+    return common.load_trained(
+        checkpoint, CtHeadMeta.from_dict,
+        lambda meta: build_ct_head_net(meta.preset, meta.context), device,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def evaluate_checkpoint(
-    checkpoint: Path,
-    data: Path,
-    split: str,
-    out: Path,
-    min_group_size: int,
-    skip_bad: bool,
+    checkpoint: Path, data: Path, split: str, out: Path, min_group_size: int, skip_bad: bool
 ) -> dict[str, Path]:
     """``medvision evaluate ct_head``: evaluate a checkpoint on a split, report also to MLflow."""
     from training import tracking

@@ -9,17 +9,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
-from medvision_contract.labels import CXR_LABELS, age_band
-from medvision_contract.preprocess import padding_geometry
+from medvision_contract.labels import CXR_LABELS
 from training.data.datasets import CxrDataset
 from training.data.nih import load_nih
-from training.data.records import CxrRecord, LoadReport
+from training.data.records import Box, CxrRecord, LoadReport
 from training.data.transforms import (
     cxr_eval_transforms,
     cxr_train_transforms,
@@ -27,18 +25,12 @@ from training.data.transforms import (
 )
 from training.engine.checkpoint import load_checkpoint, save_checkpoint
 from training.engine.meta import CxrMeta
-from training.evaluation.classification import (
-    auroc_with_ci,
-    calibration_error,
-    choose_thresholds,
-    rates_at_threshold,
-    roc_curves,
-)
-from training.evaluation.fairness import classification_fairness
+from training.evaluation.classification import choose_thresholds
 from training.evaluation.localization import cam_box_iou, pointing_game
 from training.evaluation.report import write_report
 from training.losses import MaskedWeightedBCE, positive_class_weights
-from training.networks.cxr import CxrNet, build_cxr_net
+from training.networks.cxr import build_cxr_net
+from training.tasks import common
 
 
 @dataclass
@@ -72,20 +64,15 @@ class CxrTask:
 
     def __init__(self, config: CxrTaskConfig, seed: int = 0) -> None:
         self.config = config
-        self.train_records, train_report = load_nih(
-            config.data,
-            "train",
-            val_fraction=config.val_fraction,
-            seed=seed,
-            skip_bad=config.skip_bad,
-        )
-        self.val_records, val_report = load_nih(
-            config.data,
-            "val",
-            val_fraction=config.val_fraction,
-            seed=seed,
-            skip_bad=config.skip_bad,
-        )
+        splits = {
+            split: load_nih(
+                config.data, split, val_fraction=config.val_fraction, seed=seed,
+                skip_bad=config.skip_bad,
+            )
+            for split in ("train", "val")
+        }  # fmt: skip
+        self.train_records, train_report = splits["train"]
+        self.val_records, val_report = splits["val"]
         self.load_reports = [train_report, val_report]
         self.mean, self.std = dataset_intensity_stats(self.train_records)
         labels = np.stack([r.labels for r in self.train_records])
@@ -120,11 +107,7 @@ class CxrTask:
         return CxrDataset(self.train_records, transforms)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(batch["image"])
-        loss: torch.Tensor = self.loss.to(logits.device)(
-            logits.float(), batch["labels"], batch["mask"]
-        )
-        return loss
+        return common.masked_bce(self.loss, model, batch)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         predictions = predict(model, self.val_records, self.eval_transforms(), device)
@@ -186,22 +169,15 @@ def predict(
     batch_size: int = 32,
 ) -> Predictions:
     """Probabilities (and CAMs at model-input resolution) for ``records``."""
-    was_training = model.training
-    model.eval()
     loader = DataLoader(CxrDataset(list(records), transforms), batch_size=batch_size)
     probs, labels, masks, cams = [], [], [], []
-    for batch in loader:
-        images = batch["image"].to(device)
-        if with_cams:
-            assert isinstance(model, CxrNet)
-            logits, cam = model.forward_with_cam(images)
-            cams.append(F.interpolate(cam, size=images.shape[-2:], mode="bicubic").cpu().numpy())
-        else:
-            logits = model(images)
-        probs.append(torch.sigmoid(logits.float()).cpu().numpy())
-        labels.append(batch["labels"].numpy())
-        masks.append(batch["mask"].numpy())
-    model.train(was_training)
+    with common.evaluating(model):
+        for batch in loader:
+            prob, cam = common.probabilities(model, batch["image"].to(device), with_cams=with_cams)
+            probs.append(prob)
+            cams.append(cam)
+            labels.append(batch["labels"].numpy())
+            masks.append(batch["mask"].numpy())
     return Predictions(
         probs=np.concatenate(probs),
         labels=np.concatenate(labels),
@@ -210,17 +186,11 @@ def predict(
     )
 
 
-def _boxes_in_input_space(record: CxrRecord, size: int) -> list[Any]:
+def _boxes_in_input_space(record: CxrRecord, size: int) -> list[Box]:
     """Ground-truth boxes mapped into the padded, resized model input."""
     with Image.open(record.image_path) as image:
         width, height = image.size
-    scale, (pad_y, pad_x) = padding_geometry((height, width), size)
-    return [
-        type(box)(
-            box.label, box.x * scale + pad_x, box.y * scale + pad_y, box.w * scale, box.h * scale
-        )
-        for box in record.boxes
-    ]
+    return common.boxes_in_input_space(record.boxes, (height, width), size)
 
 
 def evaluate(
@@ -240,65 +210,47 @@ def evaluate(
     transforms = cxr_eval_transforms(size, meta["mean"], meta["std"])
     result = predict(model, records, transforms, device, with_cams=True)
     thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(CXR_LABELS))
-    auroc = auroc_with_ci(result.labels, result.probs, result.mask, CXR_LABELS, n_boot=n_boot)
-    rates = rates_at_threshold(result.labels, result.probs, result.mask, thresholds)
-    ece, bins = calibration_error(result.labels, result.probs, result.mask)
+    figures = common.label_figures(
+        result.labels, result.probs, result.mask, thresholds, CXR_LABELS,
+        common.demographic_groups(records), n_boot=n_boot, min_group_size=min_group_size,
+    )  # fmt: skip
     present = result.labels > 0.5
     boxes = [_boxes_in_input_space(r, size) for r in records]
     assert result.cams is not None
     pointing = pointing_game(result.cams, boxes, (size, size), labels_present=present)
     iou = cam_box_iou(result.cams, boxes, (size, size))
-    groups = {
-        "sex": [r.sex for r in records],
-        "age_band": [age_band(r.age) for r in records],
-        "race": [r.race for r in records],
-    }
-    fairness = classification_fairness(
-        result.labels, result.probs, result.mask, thresholds, groups, CXR_LABELS,
-        min_group_size=min_group_size,
-    )  # fmt: skip
     metrics = {
-        "classification": auroc,
-        "thresholds": {
-            label: {
-                "threshold": float(thresholds[k]),
-                "tpr": float(rates["tpr"][k]),
-                "fpr": float(rates["fpr"][k]),
-                "ppv": float(rates["ppv"][k]),
-            }
-            for k, label in enumerate(CXR_LABELS)
-        },
+        "classification": figures.auroc,
+        "thresholds": figures.thresholds,
         "localization": {"pointing_game": pointing, "cam_iou": iou},
         "n_images": len(records),
-        "skipped": [line for report in skipped for line in report.skipped],
+        "skipped": common.skipped_lines(skipped),
         "model": {k: meta.get(k) for k in ("preset", "input_size", "mean", "std")},
     }
     paths = write_report(
         out_dir, title="Chest X-ray classifier evaluation", task="cxr", metrics=metrics,
-        fairness=fairness,
-        curves=roc_curves(result.labels, result.probs, result.mask, labels=CXR_LABELS),
-        calibration={"ece": ece, "bins": bins}, synthetic=bool(meta.get("synthetic_data")),
+        fairness=figures.fairness, curves=figures.curves, calibration=figures.calibration,
+        synthetic=bool(meta.get("synthetic_data")),
     )  # fmt: skip
     summary = {
-        "mean_auroc": auroc["mean_auroc"],
-        "mean_auroc_ci_low": auroc["mean_ci_low"],
-        "mean_auroc_ci_high": auroc["mean_ci_high"],
+        "mean_auroc": figures.auroc["mean_auroc"],
+        "mean_auroc_ci_low": figures.auroc["mean_ci_low"],
+        "mean_auroc_ci_high": figures.auroc["mean_ci_high"],
         "pointing_game": pointing["accuracy"],
         "cam_box_iou": iou["mean_iou"],
-        "ece": ece,
+        "ece": figures.calibration["ece"],
         "skipped": len(metrics["skipped"]),  # type: ignore[arg-type]
     }
     return summary, paths
 
 
-def load_model(checkpoint: Path, device: str = "cpu") -> tuple[CxrNet, dict[str, Any]]:
+def load_model(checkpoint: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The trained network (eval mode) and its checkpoint metadata, validated
     (``CxrMeta``; ``ValueError`` names a missing or mistyped field)."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    meta = CxrMeta.from_dict(state["meta"]).to_dict()
-    model = build_cxr_net(meta["preset"])
-    model.load_state_dict(state["model"])
-    return model.eval(), meta
+    model, meta = common.load_trained(
+        checkpoint, CxrMeta.from_dict, lambda meta: build_cxr_net(meta.preset), device
+    )
+    return model, meta.to_dict()
 
 
 def evaluate_checkpoint(

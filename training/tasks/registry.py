@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
@@ -44,6 +44,21 @@ class SynthOptions:
     seed: int = 0
 
 
+class EvaluateCheckpoint(Protocol):
+    """``medvision evaluate KIND``: evaluate a checkpoint on a split of a data set, write the
+    report into ``out`` and return its paths (``markdown``, ``json``, plots)."""
+
+    def __call__(
+        self,
+        checkpoint: Path,
+        data: Path,
+        split: str,
+        out: Path,
+        min_group_size: int,
+        skip_bad: bool,
+    ) -> dict[str, Path]: ...
+
+
 @dataclass(frozen=True)
 class TaskCode:
     """A task's torch-side code, imported when a command runs."""
@@ -53,9 +68,8 @@ class TaskCode:
     config: Callable[..., Any]
     #: The training task for a config and a seed (:class:`training.engine.trainer.Task`).
     task: Callable[[Any, int], Task]
-    #: ``medvision evaluate KIND``: (checkpoint, data, split, out, min_group_size,
-    #: skip_bad) → the report's paths.
-    evaluate_checkpoint: Callable[[Path, Path, str, Path, int, bool], dict[str, Path]]
+    #: ``medvision evaluate KIND``: the report's paths.
+    evaluate_checkpoint: EvaluateCheckpoint
 
 
 @dataclass(frozen=True)
