@@ -61,19 +61,16 @@ def load_brats(
     report = LoadReport()
     demographics = _read_participants(root, skip_bad, report)
     synthetic = is_synthetic(root)
-    records = []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CASE_PREFIX))
-    for folder in folders:
-        try:
-            record = _case_record(folder, require_seg, demographics, synthetic)
-            _check_headers(record)
-            if verify:
-                read_brats_case(record)
-        except DatasetError as error:
-            report.skip_or_raise(error, skip_bad)
-            continue
-        records.append(record)
-    return records, report
+
+    def read(folder: Path) -> BratsRecord:
+        record = _case_record(folder, require_seg, demographics, synthetic)
+        _check_headers(record)
+        if verify:
+            read_brats_case(record)
+        return record
+
+    return report.read_each(folders, read, skip_bad), report
 
 
 def read_brats_case(

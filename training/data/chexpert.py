@@ -86,20 +86,21 @@ def load_chexpert(
     table = read_table(csv_path, required)
     synthetic = is_synthetic(root)
     report = LoadReport()
-    records = []
-    for position, row in enumerate(table.to_dict("records")):
-        if frontal_only and row["Frontal/Lateral"].strip() != "Frontal":
-            continue
+    rows = [
+        (position, row)
+        for position, row in enumerate(table.to_dict("records"))
+        if not frontal_only or row["Frontal/Lateral"].strip() == "Frontal"
+    ]
+
+    def read(numbered: tuple[int, dict[str, str]]) -> CxrRecord:
+        position, row = numbered
         line = table_line(position)
-        try:
-            record = _parse_row(row, root, csv_path, line, uncertain, synthetic)
-            if verify_images:
-                verify_image(record.image_path, csv_path, line)
-        except DatasetError as error:
-            report.skip_or_raise(error, skip_bad)
-            continue
-        records.append(record)
-    return records, report
+        record = _parse_row(row, root, csv_path, line, uncertain, synthetic)
+        if verify_images:
+            verify_image(record.image_path, csv_path, line)
+        return record
+
+    return report.read_each(rows, read, skip_bad), report
 
 
 def map_labels(

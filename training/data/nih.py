@@ -93,18 +93,15 @@ def load_nih(
     boxes = _read_boxes(root / BBOX_LIST, skip_bad, report)
     images = index_images(root)
     synthetic = is_synthetic(root)
-    records = []
-    for name in names:
+
+    def read(name: str) -> CxrRecord:
         position = rows[name]
-        try:
-            record = _parse_row(table[position], entry_path, table_line(position), images)
-            if verify_images:
-                verify_image(record.image_path, entry_path, table_line(position))
-        except DatasetError as error:
-            report.skip_or_raise(error, skip_bad)
-            continue
-        records.append(_with(record, boxes.get(name, ()), synthetic))
-    return records, report
+        record = _parse_row(table[position], entry_path, table_line(position), images)
+        if verify_images:
+            verify_image(record.image_path, entry_path, table_line(position))
+        return _with(record, boxes.get(name, ()), synthetic)
+
+    return report.read_each(names, read, skip_bad), report
 
 
 def split_patients(patients: list[str], val_fraction: float, seed: int) -> set[str]:

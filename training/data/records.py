@@ -6,8 +6,10 @@ into a :class:`DatasetError` naming the file and the column.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ from training.data.errors import DatasetError
 
 # Marker file: a dataset folder holding it was generated, not acquired.
 SYNTHETIC_MARKER = "SYNTHETIC"
+
+ItemT = TypeVar("ItemT")
+RecordT = TypeVar("RecordT")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,19 @@ class LoadReport:
         if not skip_bad:
             raise error
         self.add(error)
+
+    def read_each(
+        self, items: Iterable[ItemT], read: Callable[[ItemT], RecordT], skip_bad: bool
+    ) -> list[RecordT]:
+        """``read`` of every item, in order; an item whose ``read`` raises DatasetError is
+        skipped and counted under ``skip_bad`` (the error is raised otherwise)."""
+        records = []
+        for item in items:
+            try:
+                records.append(read(item))
+            except DatasetError as error:
+                self.skip_or_raise(error, skip_bad)
+        return records
 
 
 def is_synthetic(root: Path) -> bool:
