@@ -53,10 +53,11 @@ class CamArtefacts(_Artefacts):
 
 @dataclass(frozen=True)
 class SegmentationArtefacts(_Artefacts):
-    """A label map (NIfTI) and the 4-channel volume it was computed on (NIfTI)."""
+    """A label map (NIfTI) and the 4-channel volume it was computed on (NIfTI; None on a
+    finding that does not keep it)."""
 
     segmentation: str
-    volume: str
+    volume: str | None = None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/nifti/labels"): frozenset(
         {ADMIN, RADIOLOGIST}
     ),
+    ("GET", "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/per-slice"): frozenset(
+        {ADMIN, RADIOLOGIST}
+    ),
+    (
+        "GET",
+        "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/per-slice/{index:int}/image",
+    ): frozenset({ADMIN, RADIOLOGIST}),
+    (
+        "GET",
+        "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/per-slice/{index:int}/heatmap",
+    ): frozenset({ADMIN, RADIOLOGIST}),
     ("GET", "/api/audit"): frozenset({ADMIN}),
     ("GET", "/api/audit/verify"): frozenset({ADMIN}),
     ("GET", "/api/models"): ALL_ROLES,

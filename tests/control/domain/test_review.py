@@ -35,6 +35,7 @@ from control.db.models import (
 )
 from control.domain.audit.chain import Actor
 from control.domain.auth.identity import AuthUser
+from control.domain.cases import workflow
 from control.domain.cases.service import get_case
 from control.domain.findings import service as review
 from control.domain.findings.service import DecisionRequest
@@ -455,7 +456,7 @@ async def test_writes_racing_a_sign_off_are_refused(app, client, accounts):
             for session in (signer, decider, second_signer)
         ]
         finding = await review.get_finding(decider, cases[1], uuid.UUID(finding_id))
-        await review.sign_off(signer, cases[0], user, actor, version=cases[0].version, note=None)
+        await workflow.sign_off(signer, cases[0], user, actor, version=cases[0].version, note=None)
         edit = DecisionRequest(
             DecisionAction.REJECT, reason="second look", supersedes=uuid.UUID(first["id"])
         )
@@ -463,7 +464,7 @@ async def test_writes_racing_a_sign_off_are_refused(app, client, accounts):
             await review.decide(decider, cases[1], finding, user, actor, edit)
         assert caught.value.code == "decision_conflict"
         with pytest.raises(ConflictError) as caught:
-            await review.sign_off(
+            await workflow.sign_off(
                 second_signer, cases[2], user, actor, version=cases[2].version, note="again"
             )
         assert caught.value.code == "decision_conflict"
