@@ -23,7 +23,7 @@ from control.observability.collectors import PIPELINES
 from control.observability.drift import MODEL_NETWORKS
 from control.served.base import VOLUME_SUBJECT, RoutingRules, ServedModel, ViewerView
 from control.served.registry import SERVED_MODELS, route_study, served_model
-from export.triton_config import NETWORK_MODEL_NAMES
+from export.specs import EXPORT_SPECS
 from medvision_contract.served import SERVED_CONTRACTS
 from tests.conftest import SECRET
 
@@ -95,8 +95,8 @@ def test_a_served_model_is_whole(model: ServedModel):
     assert model.labels and len(set(model.labels)) == len(model.labels)
     assert inspect.iscoroutinefunction(model.run)
     assert model.viewer, f"{model.name} names no viewer view"
-    assert model.export_kind in NETWORK_MODEL_NAMES, "no `medvision export` spec"
-    assert NETWORK_MODEL_NAMES[model.export_kind] == model.contract.network
+    assert model.export_kind in EXPORT_SPECS, "no `medvision export` spec"
+    assert EXPORT_SPECS[model.export_kind].contract is model.contract
     assert model.settle_s(Settings()) >= 0
     for triton_model in model.contract.triton_models:
         if triton_model != model.contract.network:  # the network is written by the export
