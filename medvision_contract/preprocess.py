@@ -81,17 +81,16 @@ def xray_to_float(
 
 
 def resize(image: Array, shape: tuple[int, int]) -> Array:
-    """Bilinear resize of a 2-D image, or of each image of a ``[..., H, W]`` stack, to
-    ``shape`` (pixel-area convention), float32.
+    """Bilinear resize of a 2-D image to ``shape`` (pixel-area convention), float32.
 
     Shrinking by a factor of 2 or more first averages integer blocks, so downsampling does
     not alias.
     """
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim < 2:
-        raise ValueError(f"expected a 2-D image or a stack of them, got shape {image.shape}")
-    rows = _sample_axis(image, image.ndim - 2, shape[0])
-    return _sample_axis(rows, image.ndim - 1, shape[1])
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {image.shape}")
+    rows = _sample_axis(image, 0, shape[0])
+    return _sample_axis(rows, 1, shape[1])
 
 
 def padding_geometry(shape: tuple[int, ...], size: int) -> tuple[float, tuple[int, int]]:

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from control.errors import InvalidInputError
 from medvision_contract.cams import longest_side_shape
-from medvision_contract.preprocess import resize
 
 CAM_ATLAS_SIDE = 128
 
 
 def pack_cams(cams: npt.NDArray[np.uint8], max_side: int = CAM_ATLAS_SIDE) -> npt.NDArray[np.uint8]:
     """The ``[L, H, W]`` maps stacked into one ``[L * h, w]`` image, each reduced to the
-    aspect ratio kept with the longer side ``max_side`` when it is longer (area average,
-    ``medvision_contract.preprocess.resize``, rounded); smaller maps are kept whole."""
+    aspect ratio kept with the longer side ``max_side`` when it is longer (the mean of the
+    pixels each output pixel covers: Pillow's box filter, a few ms for 14 maps where the
+    numpy resize of the stack took 12 ms); smaller maps are kept whole."""
     if cams.ndim != 3 or cams.dtype != np.uint8 or 0 in cams.shape:
         raise InvalidInputError(
             f"CAMs must be a non-empty uint8 [labels, height, width] array, not {cams.shape}",
@@ -30,8 +31,13 @@ def pack_cams(cams: npt.NDArray[np.uint8], max_side: int = CAM_ATLAS_SIDE) -> np
         )
     shape = (cams.shape[1], cams.shape[2])
     if max(shape) > max_side:
-        target = longest_side_shape(shape, max_side)
-        cams = np.rint(resize(cams, target)).astype(np.uint8)
+        height, width = longest_side_shape(shape, max_side)
+        cams = np.stack(
+            [
+                np.asarray(Image.fromarray(cam).resize((width, height), Image.Resampling.BOX))
+                for cam in cams
+            ]
+        )
     return np.ascontiguousarray(cams.reshape(-1, cams.shape[2]))
 
 
