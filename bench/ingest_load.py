@@ -1,7 +1,10 @@
 """Ingest under load: N DX instances uploaded by concurrent clients, through to findings.
 
     .venv/bin/python -m bench.ingest_load [--n 200] [--clients 8] [--size 512]
-        [--pg | --database-url URL] [--workers N] [--repository PATH]
+        [--pg | --database-url URL] [--workers N] [--repository PATH] [--quick]
+
+``--quick`` (24 instances, about a minute, same checks) is for a developer checking a
+change; the README's figures come from the full mode.
 
 Issue goal: "200 instances uploaded by 8 concurrent clients: instances/s, p95 latency to
 findings, and zero lost or duplicated cases (checked)."
@@ -337,7 +340,12 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=float, default=20.0, help="findings poll interval")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="wait for findings")
     parser.add_argument("--repository", type=Path, default=None, help="model repository to serve")
+    parser.add_argument(
+        "--quick", action="store_true", help="24 instances: a check, not the figures"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.n = 24
     is_pg = args.pg or (args.database_url or "").startswith("postgresql")
     if args.workers and not is_pg:
         parser.error("--workers needs PostgreSQL (--pg or --database-url postgresql://...)")

@@ -1,7 +1,10 @@
 """Upload-to-findings latency of one 1024×1024 DX instance, against the ``cxr`` call alone.
 
     .venv/bin/python -m bench.upload_to_findings [--reps 30] [--size 1024] [--poll-ms 2]
-        [--repository PATH | --network densenet121]
+        [--repository PATH | --network densenet121] [--quick]
+
+``--quick`` (5 repetitions, about a minute) is for a developer checking a change; the
+README's figures come from the full mode.
 
 Issue goal: "From the end of an upload of one 1024×1024 DX instance to its findings being
 stored, median of 30, divided by the ``cxr`` ensemble call alone. Goal ≤ 1.3."
@@ -182,7 +185,12 @@ def main() -> None:
         help="serve the CXR ensemble with this cxr_net (random weights, exported to a "
         "temporary repository) instead of the repository's",
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 repetitions: a check, not the figures"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.reps = 5
 
     from bench.machine import describe
 
