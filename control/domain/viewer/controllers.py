@@ -310,7 +310,7 @@ class ViewerController(Controller):
         _, finding = await _finding_of_kind(
             db_session, request, case_id, finding_id, FindingKind.SEGMENTATION
         )
-        payload = await request.app.state.store.get(service.artifact(finding, "volume"))
+        payload = await request.app.state.store.get(service.volume_key(finding))
         return Response(payload, media_type=NIFTI_GZ)
 
     @get(

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Case, DecisionAction, Finding, FindingKind, Instance, Series
+from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.domain.findings.schemas import cam_labels
 from control.domain.findings.service import current_decision
-from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.domain.viewer.schemas import SegmentationVolume, SliceCounts
 from control.domain.viewer.volume_cache import DisplayVolume, load_label_map, load_volume
 from control.errors import InvalidInputError, NotFoundError
@@ -42,6 +42,7 @@ from control.imaging.render import (
     volume_slice,
 )
 from control.imaging.volumes import BRATS_CHANNELS
+from control.served.artefacts import CamArtefacts, SegmentationArtefacts
 from control.storage import ObjectStore
 
 MASK_CHOICES = ("current", "ai")
@@ -121,14 +122,13 @@ class CamRef:
 def cam_ref(finding: Finding, label: str) -> CamRef:
     """The finding's heat map for ``label``; 404 ``cam_not_found``."""
     labels = cam_labels(finding)
-    key = finding.artifacts.get("cams")
-    if key is None or label not in labels:
+    if label not in labels:
         raise NotFoundError(
             f"the finding has no heat map for {label!r}",
             code="cam_not_found",
             detail={"available": labels},
         )
-    return CamRef(key, labels.index(label), len(labels))
+    return CamRef(CamArtefacts.of(finding).cams, labels.index(label), len(labels))
 
 
 def require_channel(channel: str) -> str:
@@ -160,7 +160,7 @@ def label_map_source(finding: Finding, mask: str) -> tuple[str, str | None]:
         and decision.mask_key
     ):
         return decision.mask_key, decision.mask_sha256
-    return artifact(finding, "segmentation"), None
+    return SegmentationArtefacts.of(finding).segmentation, None
 
 
 async def frame_png(
@@ -207,14 +207,14 @@ async def segmentation_slice_png(
     ``view`` is ``(plane, index, channel)``; ``labels`` the label map's ``(key, sha256)``
     (None: no overlay); ``window`` None means the channel's default window.
     """
-    volume = await load_volume(store, artifact(finding, "volume"))
+    volume = await load_volume(store, volume_key(finding))
     label_map = await load_label_map(store, *labels) if labels is not None else None
     return await anyio.to_thread.run_sync(_slice_png, volume, view, window, label_map, alpha)
 
 
 async def segmentation_volume(store: ObjectStore, finding: Finding) -> SegmentationVolume:
     """Shape, spacing, slice counts and channels of the finding's volume, with its volumes."""
-    volume = await load_volume(store, artifact(finding, "volume"))
+    volume = await load_volume(store, volume_key(finding))
     _, x, y, z = volume.channels.shape
     shown = (int(x), int(y), int(z))
     return SegmentationVolume(
@@ -230,14 +230,14 @@ async def segmentation_volume(store: ObjectStore, finding: Finding) -> Segmentat
     )
 
 
-def artifact(finding: Finding, name: str) -> str:
-    """The object key of the finding's artifact ``name``; 404 ``artifact_not_found``."""
-    key = finding.artifacts.get(name)
-    if key is None:
+def volume_key(finding: Finding) -> str:
+    """The object key of a segmentation's 4-channel volume; 404 ``artifact_not_found``."""
+    volume = SegmentationArtefacts.of(finding).volume
+    if volume is None:
         raise NotFoundError(
-            f"the finding has no {name} object", code="artifact_not_found", detail={"name": name}
+            "the finding has no volume object", code="artifact_not_found", detail={"name": "volume"}
         )
-    return key
+    return volume
 
 
 def _dataset(payload: bytes, *, header_only: bool = False) -> pydicom.Dataset:
