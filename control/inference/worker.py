@@ -29,7 +29,7 @@ from control.domain.jobs.queue import ClaimedJob
 from control.domain.jobs.scheduling import schedule_case
 from control.domain.jobs.wakeup import listen_for_jobs
 from control.errors import InvalidInputError, MedVisionError, NotFoundError
-from control.observability.jobs import job_span, job_trace_context, results_span
+from control.observability.jobs import job_span, results_span
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender
 from control.served.base import FindingDraft, Job, RoutingRules
@@ -141,8 +141,7 @@ class Worker:
             claimed.max_attempts,
         )
         # The job's span continues the trace of the upload that queued it (docs/monitoring.md).
-        trace_context = await job_trace_context(self.session_factory, claimed.id)
-        with job_span(claimed, trace_context) as observed:
+        with job_span(claimed, claimed.trace_context) as observed:
             done = asyncio.Event()
             heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
             try:

@@ -4,16 +4,12 @@ queued it), its duration and attempt metrics, and the span of its result transac
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from control.db.models import InferenceJob
 from control.domain.jobs.queue import ClaimedJob
 from control.observability import tracing
 from control.observability.metrics import JOB_ATTEMPTS, JOB_DURATION
@@ -26,17 +22,6 @@ class JobObservation:
     span: trace.Span
     #: done, discarded (another run finished first), retry, failed, taken_over, error
     outcome: str = "error"
-
-
-async def job_trace_context(
-    session_factory: async_sessionmaker[AsyncSession], job_id: uuid.UUID
-) -> str | None:
-    """The ``traceparent`` stored with the job when it was queued (None: none recorded)."""
-    async with session_factory() as session:
-        value: str | None = await session.scalar(
-            select(InferenceJob.trace_context).where(InferenceJob.id == job_id)
-        )
-        return value
 
 
 @contextmanager

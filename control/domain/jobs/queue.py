@@ -44,6 +44,8 @@ class ClaimedJob:
     pipeline: str
     attempt: int
     max_attempts: int
+    #: The ``traceparent`` recorded when the job was queued (None: none recorded).
+    trace_context: str | None = None
 
 
 def backoff_s(attempt: int, settings: Settings) -> float:
@@ -175,7 +177,12 @@ async def claim(
             ):
                 continue
             claimed = ClaimedJob(
-                job.id, job.case_id, job.pipeline, job.attempts + 1, job.max_attempts
+                job.id,
+                job.case_id,
+                job.pipeline,
+                job.attempts + 1,
+                job.max_attempts,
+                job.trace_context,
             )
             await session.commit()
             return claimed
