@@ -179,7 +179,7 @@ def postprocess(repository: Path) -> Callable[..., dict[str, np.ndarray]]:
     config = model_parameters(repository, "cxr_postprocess")
     as_json = {"parameters": {key: {"string_value": value} for key, value in config.items()}}
     found = classifier_parameters(as_json, "cxr_postprocess", CXR_LABELS, input_size=SIZE)
-    return functools.partial(cxr_outputs, **found)
+    return functools.partial(cxr_outputs, parameters=found)
 
 
 def in_process_pipeline(repository: Path, session: Any) -> Pipeline:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,17 @@ Array = npt.NDArray[Any]
 
 CUBIC_A = -0.75
 FLAT_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class PostprocessParameters:
+    """What a classifier's post-processing model is configured with: one probability
+    threshold per label (float32), the network input size its CAMs were computed for, and
+    the longer side of the grid the CAMs are served on."""
+
+    thresholds: Array
+    input_size: int
+    cam_max_side: int
 
 
 def sigmoid(logits: Array) -> Array:

@@ -22,23 +22,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medvision_contract.cams import cams_to_display, sigmoid
+from medvision_contract.cams import PostprocessParameters, cams_to_display, sigmoid
 
 Array = npt.NDArray[Any]
 ANY = 0
 
 
 def ct_head_outputs(
-    logits: Array,
-    cams: Array,
-    geometry: Array,
-    *,
-    thresholds: Array,
-    input_size: int,
-    cam_max_side: int,
+    logits: Array, cams: Array, geometry: Array, parameters: PostprocessParameters
 ) -> dict[str, Array]:
     """The four ``ct_head`` outputs from slice ``logits`` [S, L], ``cams`` [S, L, h, w] and the
     preprocessing ``geometry`` [5]; raises ``ValueError`` for inconsistent shapes."""
+    thresholds = parameters.thresholds
     logits = np.asarray(logits, dtype=np.float32)
     if logits.ndim != 2 or logits.shape[0] < 1 or logits.shape[1] != len(thresholds):
         raise ValueError(f"LOGITS must be [slices, {len(thresholds)}], got {logits.shape}")
@@ -48,7 +43,9 @@ def ct_head_outputs(
         )
     slice_probabilities = sigmoid(logits)
     probabilities = slice_probabilities.max(axis=0)
-    heatmap = cams_to_display(cams[:, ANY], geometry, input_size, cam_max_side)
+    heatmap = cams_to_display(
+        cams[:, ANY], geometry, parameters.input_size, parameters.cam_max_side
+    )
     heatmap[slice_probabilities[:, ANY] < thresholds[ANY]] = 0
     return {
         "SLICE_PROBABILITIES": slice_probabilities,

@@ -20,24 +20,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medvision_contract.cams import cams_to_display, sigmoid
+from medvision_contract.cams import PostprocessParameters, cams_to_display, sigmoid
 
 Array = npt.NDArray[Any]
 
 
 def cxr_outputs(
-    logits: Array,
-    cams: Array,
-    geometry: Array,
-    *,
-    thresholds: Array,
-    input_size: int,
-    cam_max_side: int,
+    logits: Array, cams: Array, geometry: Array, parameters: PostprocessParameters
 ) -> dict[str, Array]:
     """The three ``cxr`` outputs from ``logits`` [1, L] (or [L]), ``cams`` [1, L, h, w] (or
     [L, h, w]) and the preprocessing ``geometry`` [5]; raises ``ValueError`` for
     inconsistent shapes."""
-    labels = len(thresholds)
+    labels = len(parameters.thresholds)
     logits = np.asarray(logits, dtype=np.float32)
     if logits.size != labels:
         raise ValueError(f"LOGITS must hold {labels} values, got {logits.shape}")
@@ -48,6 +42,6 @@ def cxr_outputs(
     probabilities = sigmoid(logits.reshape(-1))
     return {
         "PROBABILITIES": probabilities,
-        "POSITIVE": probabilities >= thresholds,
-        "CAM": cams_to_display(cams, geometry, input_size, cam_max_side),
+        "POSITIVE": probabilities >= parameters.thresholds,
+        "CAM": cams_to_display(cams, geometry, parameters.input_size, parameters.cam_max_side),
     }

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from medvision_contract.cams import parse_floats
+from medvision_contract.cams import PostprocessParameters, parse_floats
 
 
 def parameter(config: Mapping[str, Any], key: str, default: str) -> str:
@@ -21,10 +21,10 @@ def parameter(config: Mapping[str, Any], key: str, default: str) -> str:
 
 def classifier_parameters(
     config: Mapping[str, Any], model_name: str, labels: Sequence[str], *, input_size: int
-) -> dict[str, Any]:
-    """The ``parameters`` of a classifier's post-processing model as keyword arguments of
-    its outputs function: ``thresholds`` (float32, one per label, or one for all),
-    ``input_size`` (``input_size`` when absent) and ``cam_max_side`` (256 when absent).
+) -> PostprocessParameters:
+    """The ``parameters`` of a classifier's post-processing model: ``thresholds`` (one per
+    label, or one for all), ``input_size`` (``input_size`` when absent) and
+    ``cam_max_side`` (256 when absent).
 
     Raises ``ValueError`` when the config's ``labels`` are not ``labels`` in order (the
     network's outputs would be read under the wrong names) or a value is out of range.
@@ -35,13 +35,11 @@ def classifier_parameters(
     cam_max_side = int(parameter(config, "cam_max_side", "256"))
     if cam_max_side < 1:
         raise ValueError(f"{model_name}: cam_max_side {cam_max_side} is not positive")
-    return {
-        "thresholds": parse_floats(
-            parameter(config, "thresholds", "0.5"), len(labels), "thresholds"
-        ),
-        "input_size": int(parameter(config, "input_size", str(input_size))),
-        "cam_max_side": cam_max_side,
-    }
+    return PostprocessParameters(
+        thresholds=parse_floats(parameter(config, "thresholds", "0.5"), len(labels), "thresholds"),
+        input_size=int(parameter(config, "input_size", str(input_size))),
+        cam_max_side=cam_max_side,
+    )
 
 
 class NetworkError(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medvision_contract.cams import longest_side_shape
+from medvision_contract.cams import PostprocessParameters, longest_side_shape
 from medvision_contract.ct_outputs import ct_head_outputs
 
 SHAPE_CASES = [
@@ -29,9 +29,7 @@ def test_study_is_the_slice_maximum_and_negative_slices_get_empty_maps() -> None
     cams[:, 0, 1, 2] = 5.0  # the any-map's peak
     geometry = np.array([40, 64, 0.5, 6, 0], dtype=np.float32)  # 40x64 slice in a 32 input
     thresholds = np.array([0.6, 0.5, 0.5, 0.5, 0.5, 0.5], dtype=np.float32)
-    out = ct_head_outputs(
-        logits, cams, geometry, thresholds=thresholds, input_size=32, cam_max_side=64
-    )
+    out = ct_head_outputs(logits, cams, geometry, PostprocessParameters(thresholds, 32, 64))
     sigmoid = 1 / (1 + np.exp(-logits))
     np.testing.assert_allclose(out["SLICE_PROBABILITIES"], sigmoid, rtol=1e-6)
     np.testing.assert_allclose(out["PROBABILITIES"], sigmoid.max(axis=0), rtol=1e-6)
@@ -58,7 +56,5 @@ def test_inconsistent_shapes_are_refused(
             np.zeros(logits_shape),
             np.zeros(cams_shape),
             np.array([32, 32, 1, 0, 0]),
-            thresholds=np.full(6, 0.5),
-            input_size=32,
-            cam_max_side=64,
+            PostprocessParameters(np.full(6, 0.5), 32, 64),
         )

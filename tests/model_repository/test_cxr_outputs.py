@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medvision_contract.cams import cams_to_image
+from medvision_contract.cams import PostprocessParameters, cams_to_image
 from medvision_contract.cxr_outputs import cxr_outputs
 from medvision_contract.labels import CT_HEAD_LABELS, CXR_LABELS
 from medvision_contract.preprocess import resize
@@ -41,7 +41,7 @@ def test_cams_cover_the_image_on_the_cam_max_side_grid(
     cams = np.random.default_rng(0).normal(size=(1, 14, 7, 7)).astype(np.float32)
     out = cxr_outputs(
         np.zeros((1, 14)), cams, _geometry(shape, 224),
-        thresholds=THRESHOLDS, input_size=224, cam_max_side=side,
+        PostprocessParameters(THRESHOLDS, 224, side),
     )  # fmt: skip
     assert out["CAM"].shape == (14, *grid) and out["CAM"].dtype == np.uint8
     assert all(out["CAM"][k].min() == 0 and out["CAM"][k].max() == 255 for k in range(14))
@@ -52,9 +52,8 @@ def test_the_small_cam_is_the_full_size_cam_reduced() -> None:
     over the image shows what the full-size map showed (within a few grey levels)."""
     cams = np.random.default_rng(1).normal(size=(14, 7, 7)).astype(np.float32)
     geometry = _geometry((1024, 768), 224)
-    small = cxr_outputs(
-        np.zeros(14), cams, geometry, thresholds=THRESHOLDS, input_size=224, cam_max_side=256
-    )["CAM"]
+    parameters = PostprocessParameters(THRESHOLDS, 224, 256)
+    small = cxr_outputs(np.zeros(14), cams, geometry, parameters)["CAM"]
     full = cams_to_image(cams, geometry, 224)
     assert full.shape == (14, 1024, 768)
     reduced = np.stack([resize(m, (256, 192)) for m in full.astype(np.float32)])
@@ -67,7 +66,7 @@ def test_probabilities_and_thresholds() -> None:
     thresholds = np.full(14, 0.7, dtype=np.float32)
     out = cxr_outputs(
         logits, np.zeros((1, 14, 7, 7), np.float32), _geometry((100, 100), 64),
-        thresholds=thresholds, input_size=64, cam_max_side=32,
+        PostprocessParameters(thresholds, 64, 32),
     )  # fmt: skip
     expected = 1 / (1 + np.exp(-logits[0].astype(np.float64)))
     np.testing.assert_allclose(out["PROBABILITIES"], expected, rtol=1e-6)
@@ -91,7 +90,7 @@ def test_inconsistent_shapes_are_refused(
     with pytest.raises(ValueError, match=message):
         cxr_outputs(
             np.zeros(logits_shape), np.zeros(cams_shape, np.float32), _geometry((64, 64), 64),
-            thresholds=THRESHOLDS, input_size=64, cam_max_side=32,
+            PostprocessParameters(THRESHOLDS, 64, 32),
         )  # fmt: skip
 
 
@@ -105,12 +104,12 @@ def test_postprocess_parameters_and_their_defaults() -> None:
         _config(thresholds="0.25", cam_max_side="128"), "cxr_postprocess", CXR_LABELS,
         input_size=224,
     )  # fmt: skip
-    assert found["input_size"] == 224 and found["cam_max_side"] == 128
-    np.testing.assert_array_equal(found["thresholds"], np.full(14, 0.25, np.float32))
+    assert found.input_size == 224 and found.cam_max_side == 128
+    np.testing.assert_array_equal(found.thresholds, np.full(14, 0.25, np.float32))
     defaults = classifier_parameters(
         _config(), "ct_head_postprocess", CT_HEAD_LABELS, input_size=256
     )
-    assert defaults["cam_max_side"] == 256 and defaults["input_size"] == 256
+    assert defaults.cam_max_side == 256 and defaults.input_size == 256
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from control.triton.server import TritonServer, free_triton_ports
+from medvision_contract.cams import PostprocessParameters
 from medvision_contract.ct_outputs import ct_head_outputs
 from medvision_contract.ct_windows import ct_head_input
 from medvision_contract.preprocess import brain_zscore, resize
@@ -361,9 +362,7 @@ def test_ct_head_matches_the_pytorch_pipeline(
         logits.numpy(),
         cams.numpy(),
         geometry,
-        thresholds=np.array(CT_THRESHOLDS, np.float32),
-        input_size=CT_SIZE,
-        cam_max_side=256,
+        PostprocessParameters(np.array(CT_THRESHOLDS, np.float32), CT_SIZE, 256),
     )
     n = volume.shape[0]
     assert {k: (v.dtype, v.shape) for k, v in result.items()} == {

@@ -30,10 +30,10 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds``, ``input_size`` and ``cam_max_side``."""
         config = json.loads(args["model_config"])
-        self.outputs = functools.partial(
-            ct_head_outputs,
-            **classifier_parameters(config, "ct_head_postprocess", CT_HEAD_LABELS, input_size=256),
+        parameters = classifier_parameters(
+            config, "ct_head_postprocess", CT_HEAD_LABELS, input_size=256
         )
+        self.outputs = functools.partial(ct_head_outputs, parameters=parameters)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: the four study outputs, or an error."""

@@ -29,10 +29,8 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds``, ``input_size`` and ``cam_max_side``."""
         config = json.loads(args["model_config"])
-        self.outputs = functools.partial(
-            cxr_outputs,
-            **classifier_parameters(config, "cxr_postprocess", CXR_LABELS, input_size=224),
-        )
+        parameters = classifier_parameters(config, "cxr_postprocess", CXR_LABELS, input_size=224)
+        self.outputs = functools.partial(cxr_outputs, parameters=parameters)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: probabilities, positives and CAMs, or an error."""
