@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from medvision_contract.ct_outputs import ct_head_outputs
 from medvision_contract.labels import CT_HEAD_LABELS
-from medvision_contract.triton import classifier_parameters, respond
+from medvision_contract.triton import classifier_parameters, keep_freed_memory, respond
 
 INPUTS = ("LOGITS", "CAMS", "GEOMETRY")
 OUTPUTS = ("SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP")
@@ -29,6 +29,7 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds``, ``input_size`` and ``cam_max_side``."""
+        keep_freed_memory()
         config = json.loads(args["model_config"])
         parameters = classifier_parameters(
             config, "ct_head_postprocess", CT_HEAD_LABELS, input_size=256

@@ -17,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 
 from medvision_contract.cxr_outputs import cxr_outputs
 from medvision_contract.labels import CXR_LABELS
-from medvision_contract.triton import classifier_parameters, respond
+from medvision_contract.triton import classifier_parameters, keep_freed_memory, respond
 
 INPUTS = ("LOGITS", "CAMS", "GEOMETRY")
 OUTPUTS = ("PROBABILITIES", "POSITIVE", "CAM")
@@ -28,6 +28,7 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``labels``, ``thresholds``, ``input_size`` and ``cam_max_side``."""
+        keep_freed_memory()
         config = json.loads(args["model_config"])
         parameters = classifier_parameters(config, "cxr_postprocess", CXR_LABELS, input_size=224)
         self.outputs = functools.partial(cxr_outputs, parameters=parameters)

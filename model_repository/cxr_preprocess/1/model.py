@@ -15,7 +15,7 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
-from medvision_contract.triton import error_response, parameter
+from medvision_contract.triton import error_response, keep_freed_memory, parameter
 
 
 class TritonPythonModel:
@@ -27,6 +27,7 @@ class TritonPythonModel:
         import cxr_pixels
 
         self.pixels = cxr_pixels
+        keep_freed_memory()
         config = json.loads(args["model_config"])
         self.size = int(parameter(config, "input_size", "224"))
         self.mean = float(parameter(config, "mean", "0.5"))
