@@ -268,7 +268,7 @@ class IngestService:
                 existing += 1
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
-        case = await self._ensure_case(study, prepared)
+        case = await self._ensure_case(study, prepared, created)
         if new and case.status == CaseStatus.SIGNED_OFF:
             case = await self._open_addendum(case, study, new, actor)
         job = None
@@ -394,13 +394,20 @@ class IngestService:
                 detail={"filename": filename},
             )
 
-    async def _ensure_case(self, study: Study, prepared: PreparedStudy) -> Case:
-        """The study's current case (its latest addendum, else its original), created if none."""
+    async def _ensure_case(self, study: Study, prepared: PreparedStudy, created: bool) -> Case:
+        """The study's current case (its latest addendum, else its original), created if none.
+
+        A study this transaction created has no case yet: no query is needed to know it.
+        """
         successor = aliased(Case)
-        case = await self.session.scalar(
-            select(Case).where(
-                Case.study_id == study.id,
-                ~select(successor.id).where(successor.addendum_of_id == Case.id).exists(),
+        case = (
+            None
+            if created
+            else await self.session.scalar(
+                select(Case).where(
+                    Case.study_id == study.id,
+                    ~select(successor.id).where(successor.addendum_of_id == Case.id).exists(),
+                )
             )
         )
         flags = [BURNED_IN_FLAG] if prepared.burned_in_annotation else []
