@@ -86,6 +86,7 @@ async def enqueue(
     actor: Actor,
     *,
     settle_s: float = 0.0,
+    new_case: bool = False,
 ) -> InferenceJob | None:
     """Queue ``case`` for ``pipeline`` inside the caller's transaction.
 
@@ -96,10 +97,11 @@ async def enqueue(
 
     With ``settle_s`` the job is due that long from now, and a new image pushes a waiting
     job's start back again: a series arriving image by image is read once, whole.
+    ``new_case``: the case was inserted by this transaction (it has no job yet).
     """
     if case.status == CaseStatus.SIGNED_OFF:
         return None
-    waiting = await unfinished_job(session, case.id)
+    waiting = None if new_case else await unfinished_job(session, case.id)
     if waiting is not None:
         if settle_s > 0 and waiting.status == JobStatus.PENDING and waiting.attempts == 0:
             waiting.available_at = max(waiting.available_at, utcnow() + timedelta(seconds=settle_s))

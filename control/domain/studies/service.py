@@ -299,7 +299,9 @@ class IngestService:
                     "flags": list(case.flags),
                 },
             )
-            job = await schedule_case(self.session, case, study, self.settings, actor)
+            job = await schedule_case(
+                self.session, case, study, self.settings, actor, new_case=created
+            )
         return IngestedStudy(
             study_id=study.id,
             case_id=case.id,
