@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -51,6 +52,7 @@ from bench.stack import (
     summary_ms,
     upload_case,
 )
+from medvision_contract.cams import longest_side_shape
 
 WARMUP = 3
 GOAL = 1.3
@@ -92,6 +94,8 @@ async def ensemble_call(client: Any, pixels: Any, invert: bool) -> tuple[float, 
     """Seconds of one ``cxr`` call as the worker makes it, and its CAM output."""
     import numpy as np
 
+    from control.served.cxr import CAM_MAX_SIDE
+
     flag = np.array([invert], dtype=np.bool_)
     started = time.perf_counter()
     outputs = await client.infer(
@@ -99,7 +103,7 @@ async def ensemble_call(client: Any, pixels: Any, invert: bool) -> tuple[float, 
         {"PIXELS": pixels, "INVERT": flag},
         CXR_OUTPUTS,
         timeout_s=120,
-        output_bytes={"CAM": 14 * pixels.size},
+        output_bytes={"CAM": 14 * math.prod(longest_side_shape(pixels.shape, CAM_MAX_SIDE))},
     )
     return time.perf_counter() - started, outputs["CAM"]
 
