@@ -22,7 +22,7 @@ from medvision_contract.ct_windows import (
     parse_windows,
     validate_volume,
 )
-from medvision_contract.triton import error_response, parameter
+from medvision_contract.triton import error_response, keep_freed_memory, parameter
 
 
 class TritonPythonModel:
@@ -30,6 +30,7 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Read ``input_size``, ``context_slices``, ``windows`` and ``max_voxels``."""
+        keep_freed_memory()  # large per-request temporaries reuse the heap (cxr_preprocess)
         config = json.loads(args["model_config"])
         self.size = int(parameter(config, "input_size", "256"))
         self.context = int(parameter(config, "context_slices", "1"))
