@@ -33,8 +33,10 @@ FILENAME = "drift_reference.json"
 N_BINS = 10
 #: Quantiles kept for the KS statistic (0th to 100th percentile).
 N_QUANTILES = 101
-#: Percentiles of large images are computed on at most this many values (strided sample).
-MAX_STAT_VALUES = 1_000_000
+#: Percentiles of large images are computed on at most this many values (a strided sample:
+#: the 1st/50th/99th percentiles of 2^16 values differ from the full image's by far less
+#: than the drift they watch for, and cost ~1 ms instead of ~24 ms for a 1024² film).
+MAX_STAT_VALUES = 65_536
 
 
 def _sample(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
