@@ -141,9 +141,7 @@ def series_volume(datasets: Sequence[pydicom.Dataset]) -> Volume:
     lps[:3, 1] = first.column_cosines * first.pixel_spacing[0]
     lps[:3, 2] = slice_step
     lps[:3, 3] = positions[0]
-    return Volume(
-        data=data, affine=_LPS_TO_RAS @ lps, slice_order=tuple(int(i) for i in order)
-    )
+    return Volume(data=data, affine=_LPS_TO_RAS @ lps, slice_order=tuple(int(i) for i in order))
 
 
 def nifti_channels(payload: bytes) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Case, Instance, Role, Series, Study
+from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.domain.auth.identity import AuthUser
 from control.domain.cases.service import visible_to
 from control.domain.dicomweb.headers import instance_header
@@ -42,7 +43,6 @@ from control.domain.dicomweb.query import (
     Level,
     QidoQuery,
 )
-from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.errors import InvalidInputError, NotFoundError
 
 __all__ = [

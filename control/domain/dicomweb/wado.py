@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Instance, Series, Study
-from control.domain.dicomweb.media import JPEG, NotAcceptableError
 from control.dicom.nifti import NIFTI_SOP_CLASS
+from control.domain.dicomweb.media import JPEG, NotAcceptableError
 from control.errors import InvalidInputError, NotFoundError
 from control.imaging.render import Window, encode_png, render_frame, require_window
 

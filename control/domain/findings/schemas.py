@@ -122,6 +122,7 @@ class FindingOut(msgspec.Struct):
             current_decision=decisions[-1] if decisions else None,
         )
 
+
 Text = Annotated[str, msgspec.Meta(max_length=2000)]
 
 

@@ -19,8 +19,8 @@ from control.db.engine import create_engine, create_session_factory
 from control.db.models import AuditEntry, Case, CaseStatus, FindingKind, InferenceJob, Instance
 from control.db.models import JobStatus as Job
 from control.domain.jobs import queue
-from control.served.base import FindingDraft, ModelInfo
 from control.inference.worker import Worker
+from control.served.base import FindingDraft, ModelInfo
 from control.storage import build_store
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.uploads import upload

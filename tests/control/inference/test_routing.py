@@ -20,12 +20,12 @@ from control.served.base import RoutingRules
 from control.served.registry import route_study
 from medvision_contract.served import BRATS as BRATS_CONTRACT
 from medvision_contract.served import CXR as CXR_CONTRACT
-
-CXR, BRATS = CXR_CONTRACT.name, BRATS_CONTRACT.name
 from tests.conftest import SECRET
 from tests.fixtures.dx import chest_dx
 from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.uploads import four_channel_nifti, series_files, upload
+
+CXR, BRATS = CXR_CONTRACT.name, BRATS_CONTRACT.name
 
 # ---------------------------------------------------------------------------------------------
 # route_study on hand-built rows

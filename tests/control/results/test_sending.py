@@ -435,6 +435,7 @@ async def test_a_signed_off_head_ct_goes_out_as_an_sr_on_the_original_slices(
     assert {item.ReferencedSOPInstanceUID for item in evidence.ReferencedSOPSequence} == {
         ds.SOPInstanceUID for ds in slices
     }
+
     def items(node):
         for item in node.get("ContentSequence", []):
             yield item
