@@ -322,7 +322,7 @@ function SliceSide({ table, row, onGo }: { table: SliceTable; row: SliceRow; onG
   return (
     <div className="w-56 shrink-0 space-y-3 overflow-y-auto border-l border-line bg-panel p-2 text-xs">
       <section aria-label="This slice">
-        <h3 className="mb-1 font-semibold">This slice</h3>
+        <h2 className="mb-1 font-semibold">This slice</h2>
         <ul className="space-y-1" aria-label="Slice labels">
           {table.labels.map((label) => {
             const probability = row.probabilities[label] ?? 0;
@@ -336,7 +336,7 @@ function SliceSide({ table, row, onGo }: { table: SliceTable; row: SliceRow; onG
         </ul>
       </section>
       <section aria-label="Slices with positive labels">
-        <h3 className="mb-1 font-semibold">Positive slices ({positives.length})</h3>
+        <h2 className="mb-1 font-semibold">Positive slices ({positives.length})</h2>
         {positives.length === 0 ? (
           <p className="text-muted">No slice has a positive label.</p>
         ) : (
