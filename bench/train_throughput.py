@@ -1,7 +1,10 @@
 """CPU training throughput: chest X-ray images/s at 224², segmentation volumes/s at 96³
 crops, and the fraction of each step spent waiting for data.
 
-    .venv/bin/python -m bench.train_throughput [--steps 10] [--workers 0]
+    .venv/bin/python -m bench.train_throughput [--steps 10] [--workers 0] [--quick]
+
+``--quick`` (2 steps on a smaller synthetic set, under a minute) checks a change; the README's
+figures come from the full mode.
 
 Uses synthetic data from ``medvision data synth`` (written to a temporary folder) and the
 same datasets, transforms, models and losses as ``medvision train``.
@@ -65,7 +68,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--cxr-batch", type=int, default=16)
     parser.add_argument("--brats-batch", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="2 steps, smaller synthetic set")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 2
+    images, cases = (2 * args.cxr_batch, 2) if args.quick else (160, 12)
 
     from training.data.synth import BratsSynthConfig, CxrSynthConfig, synth_brats, synth_cxr
     from training.tasks.brats import BratsTask, BratsTaskConfig
@@ -74,8 +81,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ.setdefault("MEDVISION_DATA_DIR", str(root / "var"))
-        synth_cxr(root / "cxr", CxrSynthConfig(n_images=160, size=512))
-        synth_brats(root / "brats", BratsSynthConfig(n_cases=12, shape=(112, 112, 112)))
+        synth_cxr(root / "cxr", CxrSynthConfig(n_images=images, size=512))
+        synth_brats(root / "brats", BratsSynthConfig(n_cases=cases, shape=(112, 112, 112)))
         print(f"machine: {describe()}")
         cxr = CxrTask(CxrTaskConfig(data=root / "cxr", preset="densenet121", size=224))
         rate, wait = measure(cxr, args.cxr_batch, args.steps, args.workers)
