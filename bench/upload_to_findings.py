@@ -94,7 +94,7 @@ async def ensemble_call(client: Any, pixels: Any, invert: bool) -> tuple[float, 
     """Seconds of one ``cxr`` call as the worker makes it, and its CAM output."""
     import numpy as np
 
-    from control.served.cxr import CAM_MAX_SIDE
+    from control.served.base import CAM_MAX_SIDE
 
     flag = np.array([invert], dtype=np.bool_)
     started = time.perf_counter()

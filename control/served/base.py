@@ -24,6 +24,7 @@ from control.config import Settings
 from control.db.models import Case, Finding, FindingKind, Instance, Series, Study
 from control.storage import ObjectStore
 from control.triton.client import TritonClient
+from medvision_contract.cams import longest_side_shape
 from medvision_contract.served import ServedContract
 
 #: The subject of a finding about a whole volume (a BraTS study, a head CT series).
@@ -185,6 +186,18 @@ class ServedModel:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.contract.labels
+
+
+#: A heat map's longer side when the post-processing model does not publish ``cam_max_side``.
+CAM_MAX_SIDE = 256
+
+
+def heat_map_pixels(image_shape: tuple[int, ...], parameters: dict[str, str]) -> int:
+    """Pixels of one heat map of an image of ``image_shape`` (rows, columns first): the
+    image's aspect ratio, longer side the post-processing model's ``cam_max_side``."""
+    max_side = int(parameters.get("cam_max_side") or CAM_MAX_SIDE)
+    height, width = longest_side_shape((int(image_shape[0]), int(image_shape[1])), max_side)
+    return height * width
 
 
 def sha256_of(*arrays: npt.NDArray[Any]) -> str:

@@ -39,6 +39,7 @@ from control.served.base import (
     ServedModel,
     ViewerView,
     body_part,
+    heat_map_pixels,
     model_info,
     sha256_of,
 )
@@ -135,7 +136,7 @@ async def run_ct_head(job: Job) -> list[FindingDraft]:
         {"VOLUME": volume.hu, "SPACING_MM": volume.spacing_mm},
         ["SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP"],
         timeout_s=job.timeout_s,
-        output_bytes={"HEATMAP": volume.hu.size},
+        output_bytes={"HEATMAP": len(volume.hu) * heat_map_pixels(volume.hu.shape[1:], post)},
     )
     latency_ms = (time.perf_counter() - started) * 1000.0
     slice_probabilities = outputs["SLICE_PROBABILITIES"]

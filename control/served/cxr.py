@@ -32,15 +32,12 @@ from control.served.base import (
     ServedModel,
     ViewerView,
     body_part,
+    heat_map_pixels,
     model_info,
     sha256_of,
 )
 from export.drift_reference import input_statistics
-from medvision_contract.cams import longest_side_shape
 from medvision_contract.served import CXR
-
-#: The CAM's longer side when ``cxr_postprocess`` does not publish ``cam_max_side``.
-CAM_MAX_SIDE = 256
 
 
 def cxr_pixels(payload: bytes) -> tuple[npt.NDArray[np.uint16], bool]:
@@ -70,12 +67,6 @@ def cxr_pixels(payload: bytes) -> tuple[npt.NDArray[np.uint16], bool]:
 def cam_png(cam: npt.NDArray[np.uint8]) -> bytes:
     """The CAMs of one radiograph as the stored PNG atlas."""
     return encode_png(pack_cams(cam))
-
-
-def _cam_pixels(pixels: npt.NDArray[np.uint16], cam_max_side: int) -> int:
-    """Pixels of one CAM of ``pixels``: the image's aspect ratio, longer side ``cam_max_side``."""
-    height, width = longest_side_shape((int(pixels.shape[0]), int(pixels.shape[1])), cam_max_side)
-    return height * width
 
 
 def route_chest(study: Study, rules: RoutingRules) -> Route | None:
@@ -114,7 +105,6 @@ async def run_cxr(job: Job) -> list[FindingDraft]:
     )
     labels = post["labels"].split(",")
     thresholds = [float(value) for value in post["thresholds"].split(",")]
-    cam_max_side = int(post.get("cam_max_side") or CAM_MAX_SIDE)
     drafts = []
     for index, instance in enumerate(route.instances):
         pixels, invert = first if index == 0 else await read_pixels(instance)
@@ -125,7 +115,7 @@ async def run_cxr(job: Job) -> list[FindingDraft]:
             {"PIXELS": pixels, "INVERT": invert_flag},
             ["PROBABILITIES", "POSITIVE", "CAM"],
             timeout_s=job.timeout_s,
-            output_bytes={"CAM": len(labels) * _cam_pixels(pixels, cam_max_side)},
+            output_bytes={"CAM": len(labels) * heat_map_pixels(pixels.shape, post)},
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
         probabilities, positive, cam = outputs["PROBABILITIES"], outputs["POSITIVE"], outputs["CAM"]
