@@ -112,7 +112,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved ensemble calls and upload→findings runs; raw samples in seconds."""
     import httpx
 
-    from control.served.cxr import cam_png as _cam_png
+    from control.imaging.cams import atlas_png as _cam_png
     from control.served.cxr import cxr_pixels
     from control.triton.client import TritonClient
     from tests.fixtures.dx import chest_dx

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from control.errors import InvalidInputError
+from control.imaging.render import encode_png
 from medvision_contract.cams import longest_side_shape
 
 CAM_ATLAS_SIDE = 128
@@ -39,6 +40,11 @@ def pack_cams(cams: npt.NDArray[np.uint8], max_side: int = CAM_ATLAS_SIDE) -> np
             ]
         )
     return np.ascontiguousarray(cams.reshape(-1, cams.shape[2]))
+
+
+def atlas_png(maps: npt.NDArray[np.uint8]) -> bytes:
+    """The ``[L, H, W]`` maps as the stored PNG atlas (:func:`pack_cams`, then PNG)."""
+    return encode_png(pack_cams(maps))
 
 
 def unpack_cam(atlas: npt.NDArray[np.uint8], index: int, count: int) -> npt.NDArray[np.uint8]:

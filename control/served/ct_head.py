@@ -25,9 +25,8 @@ from control.config import Settings
 from control.db.models import FindingKind, Instance, Study
 from control.dicom.nifti import NIFTI_SOP_CLASS
 from control.errors import InvalidInputError
-from control.imaging.cams import pack_cams
+from control.imaging.cams import atlas_png
 from control.imaging.ct import CtVolume, head_ct_volume
-from control.imaging.render import encode_png
 from control.results.objects import ct_head_results
 from control.served.artefacts import SliceArtefacts
 from control.served.base import (
@@ -112,10 +111,6 @@ def _volume_of_files(payloads: list[bytes]) -> CtVolume:
     return head_ct_volume([pydicom.dcmread(io.BytesIO(payload)) for payload in payloads])
 
 
-def _heatmap_png(heatmap: npt.NDArray[np.uint8]) -> bytes:
-    return encode_png(pack_cams(heatmap))
-
-
 async def run_ct_head(job: Job) -> list[FindingDraft]:
     """One finding for the series: study-level probabilities, per-slice table, heat maps."""
     store, triton, instances = job.store, job.triton, job.route.instances
@@ -156,7 +151,7 @@ async def run_ct_head(job: Job) -> list[FindingDraft]:
     slices_key = f"{job.artifact_prefix}/slices.json"
     stored_maps = await store.put(
         heatmaps_key,
-        await anyio.to_thread.run_sync(_heatmap_png, heatmap),
+        await anyio.to_thread.run_sync(atlas_png, heatmap),
         content_type="image/png",
     )
     stored_table = await store.put(slices_key, table.to_json(), content_type="application/json")

@@ -20,8 +20,7 @@ from pydicom.pixels.processing import apply_modality_lut
 
 from control.db.models import FindingKind, Instance, Study
 from control.errors import InvalidInputError
-from control.imaging.cams import pack_cams
-from control.imaging.render import encode_png
+from control.imaging.cams import atlas_png
 from control.results.objects import cxr_results
 from control.served.artefacts import CamArtefacts
 from control.served.base import (
@@ -62,11 +61,6 @@ def cxr_pixels(payload: bytes) -> tuple[npt.NDArray[np.uint16], bool]:
         return pixels.astype(np.uint16, copy=False), invert  # stored values are the values
     values = apply_modality_lut(pixels, ds)
     return np.clip(np.rint(values), 0, 65535).astype(np.uint16), invert
-
-
-def cam_png(cam: npt.NDArray[np.uint8]) -> bytes:
-    """The CAMs of one radiograph as the stored PNG atlas."""
-    return encode_png(pack_cams(cam))
 
 
 def route_chest(study: Study, rules: RoutingRules) -> Route | None:
@@ -119,7 +113,7 @@ async def run_cxr(job: Job) -> list[FindingDraft]:
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
         probabilities, positive, cam = outputs["PROBABILITIES"], outputs["POSITIVE"], outputs["CAM"]
-        png = await anyio.to_thread.run_sync(cam_png, cam)
+        png = await anyio.to_thread.run_sync(atlas_png, cam)
         input_stats = await anyio.to_thread.run_sync(input_statistics, pixels)
         cam_key = f"{job.artifact_prefix}/{instance.id}/cams.png"
         stored_cams = await store.put(cam_key, png, content_type="image/png")

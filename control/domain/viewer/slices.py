@@ -7,18 +7,13 @@ an axial head CT). Images and maps come from the cache like the other viewer ima
 
 from __future__ import annotations
 
-import io
 import uuid
 from typing import Annotated
 
-import anyio.to_thread
 import msgspec
-import numpy as np
-import numpy.typing as npt
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.params import Parameter
-from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.db.models import Case, Finding, Instance, Role
@@ -29,8 +24,7 @@ from control.domain.findings.service import get_finding
 from control.domain.viewer import service
 from control.domain.viewer.controllers import PNG, WindowCenter, WindowWidth, _cached_response
 from control.errors import InvalidInputError, NotFoundError
-from control.imaging.cams import unpack_cam
-from control.imaging.render import Window, encode_png
+from control.imaging.render import Window
 from control.served.artefacts import SliceArtefacts
 from control.served.base import ViewerView
 from control.served.ct_head import SliceResult, SliceTable
@@ -120,18 +114,6 @@ def _window(name: str | None, center: float | None, width: float | None) -> Wind
     return Window(*SLICE_WINDOWS[name])
 
 
-def _grey(png: bytes) -> npt.NDArray[np.uint8]:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("L"))
-
-
-async def _heatmap_png(store: ObjectStore, key: str, index: int, count: int) -> bytes:
-    atlas = await store.get(key)
-    return await anyio.to_thread.run_sync(
-        lambda: encode_png(unpack_cam(_grey(atlas), index, count))
-    )
-
-
 class SliceViewerController(Controller):
     path = "/api/cases/{case_id:uuid}/findings/{finding_id:uuid}/per-slice"
     tags = ["viewer"]
@@ -212,5 +194,5 @@ class SliceViewerController(Controller):
             request,
             case,
             {},
-            lambda: _heatmap_png(store, artefacts.heatmaps, index, count),
+            lambda: service.cam_map_png(store, service.CamRef(artefacts.heatmaps, index, count)),
         )

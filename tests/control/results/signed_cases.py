@@ -98,6 +98,24 @@ def destination_settings(
     return Settings(**values)
 
 
+def _classification(case: Case, job: InferenceJob, **fields: Any) -> Finding:
+    """A classification finding of ``job`` as the worker writes it (fixed provenance)."""
+    return Finding(
+        id=uuid.uuid4(),
+        case_id=case.id,
+        job_id=job.id,
+        kind=FindingKind.CLASSIFICATION,
+        model_version="test-1",
+        synthetic_model=True,
+        volumes_ml={},
+        input_sha256="a" * 64,
+        output_sha256="b" * 64,
+        latency_ms=1.0,
+        decisions=[],
+        **fields,
+    )
+
+
 async def inferred_cxr_case(
     app: Any, client: Any, accounts: Any, ds: pydicom.Dataset
 ) -> tuple[str, str]:
@@ -117,27 +135,18 @@ async def inferred_cxr_case(
             .where(Series.study_id == case.study_id)
         )
         assert instance is not None
-        finding = Finding(
-            id=uuid.uuid4(),
-            case_id=case.id,
-            job_id=job.id,
+        finding = _classification(
+            case,
+            job,
             subject=str(instance.id),
             instance_id=instance.id,
-            kind=FindingKind.CLASSIFICATION,
             model_name="cxr",
             network_name="cxr_net",
-            model_version="test-1",
             training_run_id="run-42",
-            synthetic_model=True,
             labels=["Effusion"],
             probabilities=dict(PROBABILITIES),
             thresholds=dict.fromkeys(PROBABILITIES, 0.5),
-            volumes_ml={},
             artifacts={},
-            input_sha256="a" * 64,
-            output_sha256="b" * 64,
-            latency_ms=1.0,
-            decisions=[],
         )
         session.add(finding)
         case.status = CaseStatus.INFERRED
@@ -297,27 +306,18 @@ async def inferred_ct_head_case(
         )
         slices_key = f"derived/cases/{case.id}/jobs/{job.id}/slices.json"
         await app.state.store.put(slices_key, table.to_json(), content_type="application/json")
-        finding = Finding(
-            id=uuid.uuid4(),
-            case_id=case.id,
-            job_id=job.id,
+        finding = _classification(
+            case,
+            job,
             subject="volume",
             instance_id=None,
-            kind=FindingKind.CLASSIFICATION,
             model_name="ct_head",
             network_name="ct_head_net",
-            model_version="test-1",
             training_run_id="run-43",
-            synthetic_model=True,
             labels=["any", "subdural"],
             probabilities=probabilities,
             thresholds=dict.fromkeys(labels, 0.5),
-            volumes_ml={},
             artifacts=SliceArtefacts(slices=slices_key, heatmaps="unused").stored(),
-            input_sha256="a" * 64,
-            output_sha256="b" * 64,
-            latency_ms=1.0,
-            decisions=[],
         )
         session.add(finding)
         case.status = CaseStatus.INFERRED
