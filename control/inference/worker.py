@@ -14,14 +14,25 @@ import logging
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import lazyload
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
+from control.db.models import (
+    Case,
+    CaseStatus,
+    Finding,
+    InferenceJob,
+    Instance,
+    JobStatus,
+    Series,
+    Study,
+)
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM
 from control.domain.jobs import queue
@@ -32,7 +43,7 @@ from control.errors import InvalidInputError, MedVisionError, NotFoundError
 from control.observability.jobs import job_span, results_span
 from control.results.jobs import enqueue_case_exports
 from control.results.sending import ExportSender
-from control.served.base import FindingDraft, Job, RoutingRules
+from control.served.base import FindingDraft, Job, Route, RoutingRules
 from control.served.registry import route_study, served_model
 from control.storage import ObjectStore
 from control.triton.client import InferenceBadInputError, TritonClient
@@ -128,9 +139,12 @@ class Worker:
 
     async def run_once(self) -> bool:
         """Run one due job if there is one; False when the queue had nothing due."""
-        claimed = await queue.claim(self.session_factory, self.worker_id, self.settings)
-        if claimed is None:
+        taken = await queue.claim_and_load(
+            self.session_factory, self.worker_id, self.settings, self.load_job
+        )
+        if taken is None:
             return False
+        claimed, loaded = taken
         logger.info(
             "worker %s: job %s (%s, case %s, attempt %d/%d)",
             self.worker_id,
@@ -145,7 +159,7 @@ class Worker:
             done = asyncio.Event()
             heartbeat = asyncio.create_task(self._keep_lease(claimed, done))
             try:
-                drafts = await self._execute(claimed)
+                drafts = await self._execute(claimed, loaded)
             except Exception as exc:
                 failure: Exception | None = exc
             else:
@@ -160,7 +174,8 @@ class Worker:
             else:
                 models = [(d.model.model_name, d.model.model_version) for d in drafts]
                 with results_span(claimed, models):
-                    stored = await self.complete(claimed, drafts)
+                    assert loaded is not None  # _execute raised otherwise
+                    stored = await self.complete(claimed, drafts, loaded)
                 observed.outcome = "done" if stored else "discarded"
         return True
 
@@ -186,25 +201,35 @@ class Worker:
                     "worker %s: could not renew the lease of %s", self.worker_id, claimed.id
                 )
 
-    async def _execute(self, claimed: ClaimedJob) -> list[FindingDraft]:
-        async with self.session_factory() as session:
-            case = await session.get(Case, claimed.case_id)  # study, series, instances loaded
-            if case is None:
-                raise NotFoundError(
-                    f"case {claimed.case_id} no longer exists", code="case_not_found"
-                )
-            route = route_study(case.study, self.rules)
-            inferred = await queue.inferred_subjects(session, case.id)
-        # The session is closed: no connection is held while Triton works.
+    async def load_job(self, session: AsyncSession, claimed: ClaimedJob) -> LoadedJob | None:
+        """The job's case (study, series, instances), its route and what already has a
+        finding, read in the claim's transaction; None when the case no longer exists."""
+        case = await session.get(Case, claimed.case_id)  # study, series, instances loaded
+        if case is None:
+            return None
+        return LoadedJob(
+            case=case,
+            route=route_study(case.study, self.rules),
+            inferred=await queue.inferred_subjects(session, case.id),
+            instances=sum(len(series.instances) for series in case.study.series),
+        )
+
+    async def _execute(self, claimed: ClaimedJob, loaded: LoadedJob | None) -> list[FindingDraft]:
+        # Loaded with the claim: no connection is held while Triton works.
+        if loaded is None:
+            raise NotFoundError(f"case {claimed.case_id} no longer exists", code="case_not_found")
+        route = loaded.route
         if route.pipeline != claimed.pipeline:
             raise InvalidInputError(
                 f"the study no longer fits the {claimed.pipeline} pipeline: {route.reason}",
                 code="route_changed",
             )
-        route = route.without(inferred)  # a follow-up job reads only the new images
+        route = route.without(loaded.inferred)  # a follow-up job reads only the new images
         if route.pipeline is None:
             return []
-        job = Job(case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s)
+        job = Job(
+            loaded.case, claimed.id, route, self.store, self.triton, self.settings.triton_timeout_s
+        )
         return await served_model(claimed.pipeline).run(job)
 
     async def _record_failure(self, claimed: ClaimedJob, exc: Exception) -> JobStatus | None:
@@ -235,18 +260,23 @@ class Worker:
         )
         return status
 
-    async def complete(self, claimed: ClaimedJob, drafts: list[FindingDraft]) -> bool:
+    async def complete(
+        self, claimed: ClaimedJob, drafts: list[FindingDraft], loaded: LoadedJob
+    ) -> bool:
         """Write the findings and mark the job done, once; False if another run already did.
 
         Images of the case stored while the job ran get a follow-up job in the same
-        transaction.
+        transaction. ``loaded``: what the job read when it was claimed.
         """
         async with self.session_factory() as session:
             job = await session.get(InferenceJob, claimed.id, with_for_update=True)
             if job is None or job.status in (JobStatus.DONE, JobStatus.FAILED):
                 await session.rollback()
                 return False
-            case = await session.get(Case, claimed.case_id)
+            # The study's rows are read only if images arrived while the job ran.
+            case = await session.get(
+                Case, claimed.case_id, options=[lazyload(Case.study), lazyload(Case.assignee)]
+            )
             if case is None:
                 await session.rollback()
                 return False
@@ -286,7 +316,10 @@ class Worker:
                     },
                 )
             # Images stored while this job ran get a follow-up job.
-            await schedule_case(session, case, case.study, self.settings, SYSTEM)
+            if await _study_instances(session, case.study_id) > loaded.instances:
+                study = await session.get(Study, case.study_id)
+                if study is not None:
+                    await schedule_case(session, case, study, self.settings, SYSTEM)
             if self.settings.results_preliminary_sr:
                 # An unverified chest X-ray SR for the PACS now, before anyone read the case.
                 await enqueue_case_exports(
@@ -298,6 +331,26 @@ class Worker:
                 await session.rollback()
                 return False
         return True
+
+
+@dataclass(frozen=True)
+class LoadedJob:
+    """What a claimed job reads, loaded with its claim."""
+
+    case: Case
+    route: Route
+    #: Subjects of the case that already had a finding.
+    inferred: set[str]
+    #: How many instances the study had: more at completion means images arrived meanwhile.
+    instances: int
+
+
+async def _study_instances(session: AsyncSession, study_id: uuid.UUID) -> int:
+    """How many instances ``study`` has now (this transaction included)."""
+    count = await session.scalar(
+        select(func.count(Instance.id)).join(Series).where(Series.study_id == study_id)
+    )
+    return int(count or 0)
 
 
 def _finding(case_id: uuid.UUID, job_id: uuid.UUID, draft: FindingDraft) -> Finding:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,8 @@ from control.storage import ObjectStore
 from control.triton.client import TritonClient
 from medvision_contract.cams import longest_side_shape
 from medvision_contract.served import ServedContract
+
+T = TypeVar("T")
 
 #: The subject of a finding about a whole volume (a BraTS study, a head CT series).
 VOLUME_SUBJECT = "volume"
@@ -198,6 +201,13 @@ def heat_map_pixels(image_shape: tuple[int, ...], parameters: dict[str, str]) ->
     max_side = int(parameters.get("cam_max_side") or CAM_MAX_SIDE)
     height, width = longest_side_shape((int(image_shape[0]), int(image_shape[1])), max_side)
     return height * width
+
+
+async def timed(call: Awaitable[T]) -> tuple[T, float]:
+    """What ``call`` returns and the milliseconds awaiting it took."""
+    started = time.perf_counter()
+    result = await call
+    return result, (time.perf_counter() - started) * 1000.0
 
 
 def sha256_of(*arrays: npt.NDArray[Any]) -> str:

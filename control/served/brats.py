@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import time
 
 import anyio.to_thread
 import numpy as np
@@ -42,6 +41,7 @@ from control.served.base import (
     body_part,
     model_info,
     sha256_of,
+    timed,
 )
 from export.drift_reference import input_statistics
 from medvision_contract.served import BRATS
@@ -119,15 +119,15 @@ async def run_brats(job: Job) -> list[FindingDraft]:
     model, (volume, spacing, affine) = await asyncio.gather(
         model_info(job.triton, BRATS), brats_volume(job)
     )
-    started = time.perf_counter()
-    outputs = await job.triton.infer(
-        BRATS.name,
-        {"VOLUME": volume, "SPACING_MM": spacing},
-        ["LABELS", "REGION_ML"],
-        timeout_s=job.timeout_s,
-        output_bytes={"LABELS": int(np.prod(volume.shape[1:]))},
+    outputs, latency_ms = await timed(
+        job.triton.infer(
+            BRATS.name,
+            {"VOLUME": volume, "SPACING_MM": spacing},
+            ["LABELS", "REGION_ML"],
+            timeout_s=job.timeout_s,
+            output_bytes={"LABELS": int(np.prod(volume.shape[1:]))},
+        )
     )
-    latency_ms = (time.perf_counter() - started) * 1000.0
     labels, region_ml = outputs["LABELS"], outputs["REGION_ML"]
     segmentation_key = f"{job.artifact_prefix}/segmentation.nii.gz"
     await store.put(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from dataclasses import asdict, dataclass
 
 import anyio.to_thread
@@ -41,6 +40,7 @@ from control.served.base import (
     heat_map_pixels,
     model_info,
     sha256_of,
+    timed,
 )
 from export.drift_reference import input_statistics
 from medvision_contract.served import CT_HEAD
@@ -125,15 +125,15 @@ async def run_ct_head(job: Job) -> list[FindingDraft]:
     )
     labels = post["labels"].split(",")
     thresholds = dict(zip(labels, (float(v) for v in post["thresholds"].split(",")), strict=True))
-    started = time.perf_counter()
-    outputs = await triton.infer(
-        CT_HEAD.name,
-        {"VOLUME": volume.hu, "SPACING_MM": volume.spacing_mm},
-        ["SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP"],
-        timeout_s=job.timeout_s,
-        output_bytes={"HEATMAP": len(volume.hu) * heat_map_pixels(volume.hu.shape[1:], post)},
+    outputs, latency_ms = await timed(
+        triton.infer(
+            CT_HEAD.name,
+            {"VOLUME": volume.hu, "SPACING_MM": volume.spacing_mm},
+            ["SLICE_PROBABILITIES", "PROBABILITIES", "POSITIVE", "HEATMAP"],
+            timeout_s=job.timeout_s,
+            output_bytes={"HEATMAP": len(volume.hu) * heat_map_pixels(volume.hu.shape[1:], post)},
+        )
     )
-    latency_ms = (time.perf_counter() - started) * 1000.0
     slice_probabilities = outputs["SLICE_PROBABILITIES"]
     probabilities, positive, heatmap = (
         outputs["PROBABILITIES"],

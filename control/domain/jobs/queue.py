@@ -13,8 +13,10 @@ at-least-once, and result writes are idempotent (see :mod:`control.inference.wor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +27,8 @@ from control.db.models import Case, CaseStatus, Finding, InferenceJob, JobStatus
 from control.domain.audit import chain
 from control.domain.audit.chain import SYSTEM, Actor
 from control.domain.jobs.wakeup import announce_job
+
+T = TypeVar("T")
 
 NO_MODEL_FLAG = "no_model"
 #: A case in review whose follow-up job failed: it stays with its holder, an admin may retry.
@@ -147,6 +151,25 @@ async def claim(
 
     A job whose lease expired after its last allowed attempt is failed instead of retaken.
     """
+    claimed = await claim_and_load(session_factory, worker_id, settings, _nothing)
+    return None if claimed is None else claimed[0]
+
+
+async def _nothing(_session: AsyncSession, _claimed: ClaimedJob) -> None:
+    return None
+
+
+async def claim_and_load(
+    session_factory: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    settings: Settings,
+    load: Callable[[AsyncSession, ClaimedJob], Awaitable[T]],
+) -> tuple[ClaimedJob, T] | None:
+    """:func:`claim`, and what ``load`` reads for the job, in the claim's one transaction.
+
+    The lease and what was loaded are consistent with each other; if ``load`` raises, the
+    claim is rolled back (the job stays due) and the error propagates.
+    """
     async with session_factory() as session:
         while True:
             now = utcnow()
@@ -186,8 +209,9 @@ async def claim(
                 job.max_attempts,
                 job.trace_context,
             )
+            loaded = await load(session, claimed)
             await session.commit()
-            return claimed
+            return claimed, loaded
 
 
 async def renew_lease(

@@ -19,7 +19,8 @@ from control.db.engine import create_engine, create_session_factory
 from control.db.models import AuditEntry, Case, CaseStatus, FindingKind, InferenceJob, Instance
 from control.db.models import JobStatus as Job
 from control.domain.jobs import queue
-from control.inference.worker import Worker
+from control.domain.jobs.queue import ClaimedJob
+from control.inference.worker import LoadedJob, Worker
 from control.served.base import FindingDraft, ModelInfo
 from control.storage import build_store
 from tests.fixtures.dx import chest_dx
@@ -69,11 +70,22 @@ async def _jobs(worker: Worker, case_id: uuid.UUID) -> list[InferenceJob]:
         return list((await session.scalars(query.order_by(InferenceJob.created_at))).all())
 
 
+async def _claim(worker: Worker) -> tuple[ClaimedJob, LoadedJob]:
+    """The due job, claimed the way the worker claims it, with what it loaded."""
+    taken = await queue.claim_and_load(
+        worker.session_factory, worker.worker_id, worker.settings, worker.load_job
+    )
+    assert taken is not None
+    claimed, loaded = taken
+    assert loaded is not None
+    return claimed, loaded
+
+
 async def _run_job(worker: Worker, case_id: uuid.UUID, *instances: Instance) -> None:
     """Claim the case's due job and complete it with findings for ``instances``."""
-    claimed = await queue.claim(worker.session_factory, worker.worker_id, worker.settings)
-    assert claimed is not None and claimed.case_id == case_id
-    assert await worker.complete(claimed, [_draft(instance) for instance in instances])
+    claimed, loaded = await _claim(worker)
+    assert claimed.case_id == case_id
+    assert await worker.complete(claimed, [_draft(instance) for instance in instances], loaded)
 
 
 async def _case(client, account, case_id: uuid.UUID) -> dict:
@@ -88,8 +100,9 @@ async def test_an_image_stored_while_the_job_ran_gets_a_follow_up_job(client, ac
     first = await upload(client, pacs, ("pa.dcm", chest_dx(64, seed=1, study_uid=study_uid)))
     assert first["studies"][0]["inference_queued"] is True
     case_id = uuid.UUID(first["case_ids"][0])
-    claimed = await queue.claim(worker.session_factory, worker.worker_id, worker.settings)
-    assert claimed is not None and claimed.case_id == case_id
+    claimed, loaded = await _claim(worker)
+    assert claimed.case_id == case_id
+    assert [str(i.id) for i in loaded.route.instances] == loaded.route.subjects  # the PA only
 
     lateral_file = chest_dx(64, seed=2, study_uid=study_uid)
     second = await upload(client, pacs, ("lateral.dcm", lateral_file))
@@ -99,7 +112,7 @@ async def test_an_image_stored_while_the_job_ran_gets_a_follow_up_job(client, ac
 
     # The running job had read the PA view only; completing it queues the lateral view.
     pa, lateral = await _instances(worker, case_id)
-    assert await worker.complete(claimed, [_draft(pa)])
+    assert await worker.complete(claimed, [_draft(pa)], loaded)
     first_job, follow_up = await _jobs(worker, case_id)
     assert (first_job.status, follow_up.status) == (Job.DONE, Job.PENDING)
     assert (await _case(client, accounts["rad1"], case_id))["status"] == "queued"

@@ -23,9 +23,7 @@ from control.db.models import (
     ExportStatus,
     Finding,
     FindingKind,
-    Instance,
     ResultExport,
-    Series,
 )
 from control.domain.audit.chain import SYSTEM
 from control.domain.findings.service import case_findings
@@ -319,17 +317,12 @@ async def test_a_preliminary_sr_goes_out_right_after_inference_when_asked(
     ds = identified_dx()
     body = await upload(client, accounts["pacs1"], ("chest.dcm", dicom_bytes(ds)))
     [case_id] = body["case_ids"]
-    claimed = await queue.claim(factory, "test-worker", preliminary)
-    assert claimed is not None
-    async with factory() as session:
-        [instance_id] = (
-            await session.scalars(
-                select(Instance.id)
-                .join(Series, Series.id == Instance.series_id)
-                .join(Case, Case.study_id == Series.study_id)
-                .where(Case.id == uuid.UUID(case_id))
-            )
-        ).all()
+    taken = await queue.claim_and_load(factory, "test-worker", preliminary, worker.load_job)
+    assert taken is not None
+    claimed, loaded = taken
+    assert loaded is not None and str(loaded.case.id) == case_id
+    [instance] = loaded.route.instances
+    instance_id = instance.id
     draft = FindingDraft(
         subject=str(instance_id),
         kind=FindingKind.CLASSIFICATION,
@@ -339,7 +332,7 @@ async def test_a_preliminary_sr_goes_out_right_after_inference_when_asked(
         probabilities={"Effusion": 0.8, "Nodule": 0.1},
         thresholds={"Effusion": 0.5, "Nodule": 0.5},
     )
-    assert await worker.complete(claimed, [draft]) is True
+    assert await worker.complete(claimed, [draft], loaded) is True
 
     [queued] = (
         await client.get(f"/api/cases/{case_id}/exports", headers=accounts["rad1"].headers)
