@@ -166,17 +166,20 @@ class Worker:
                 failure = None
             finally:  # cancelled too: no lease renewals for a job nobody runs
                 await self._stop_heartbeat(done, heartbeat)
+            if failure is None and loaded is not None:
+                models = [(d.model.model_name, d.model.model_version) for d in drafts]
+                try:
+                    with results_span(claimed, models):
+                        stored = await self.complete(claimed, drafts, loaded)
+                except Exception as exc:  # the database failed: the attempt is retried
+                    failure = exc
+                else:
+                    observed.outcome = "done" if stored else "discarded"
             if failure is not None:
                 status = await self._record_failure(claimed, failure)
                 observed.outcome = status.value if status else "taken_over"
                 if status == JobStatus.PENDING:
                     observed.outcome = "retry"
-            else:
-                models = [(d.model.model_name, d.model.model_version) for d in drafts]
-                with results_span(claimed, models):
-                    assert loaded is not None  # _execute raised otherwise
-                    stored = await self.complete(claimed, drafts, loaded)
-                observed.outcome = "done" if stored else "discarded"
         return True
 
     @staticmethod

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nibabel as nib
@@ -34,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control.config import Settings
 from control.db.engine import create_engine, create_session_factory
 from control.db.models import AuditEntry, Finding, InferenceJob, JobStatus
-from control.inference.worker import run_worker
+from control.inference.worker import Worker, run_worker
+from control.storage import ObjectStore, build_store
 from control.triton.server import (
     TritonServer,
     find_free_port,
@@ -606,6 +608,60 @@ async def test_triton_error_fails_the_case_with_the_reason(client, accounts, run
     assert failed[0]["details"]["attempts"] == 1
     job = await job_of(client.app.state.settings, case_id)
     assert job.status == JobStatus.FAILED and job.attempts == 1
+
+
+class CamWritesFail:
+    """An object store whose first ``failures`` CAM image writes fail (a full disk, say)."""
+
+    def __init__(self, store: ObjectStore, failures: int) -> None:
+        self.store, self.failures = store, failures
+
+    async def put(self, key: str, data: bytes, **options: Any) -> Any:
+        if key.endswith("cams.png") and self.failures > 0:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        return await self.store.put(key, data, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_cam_image_that_cannot_be_stored_leaves_no_finding_and_is_retried(
+    client, accounts, settings
+):
+    """A finding is never committed without the CAM image it names: a failed write leaves the
+    job pending for a retry with nothing written, and the retry stores both."""
+    store = build_store(settings)
+    engine = create_engine(settings)
+    try:
+        worker = Worker(settings, create_session_factory(engine), CamWritesFail(store, failures=1))
+        [case_id] = (await upload(client, accounts["pacs1"], ("pa.dcm", chest_dx(64, seed=3))))[
+            "case_ids"
+        ]
+        assert await worker.run_once() is True
+        job = await job_of(settings, case_id)
+        assert (job.status, job.attempts, job.error_code) == (
+            JobStatus.PENDING,
+            1,
+            "internal_error",
+        )
+        async with worker.session_factory() as session:
+            count = select(func.count(Finding.id)).where(Finding.case_id == uuid.UUID(case_id))
+            assert await session.scalar(count) == 0
+
+        await asyncio.sleep(settings.job_backoff_s + 0.2)
+        assert await worker.run_once() is True
+        job = await job_of(settings, case_id)
+        assert (job.status, job.attempts) == (JobStatus.DONE, 2)
+        async with worker.session_factory() as session:
+            [finding] = (
+                await session.scalars(select(Finding).where(Finding.case_id == uuid.UUID(case_id)))
+            ).all()
+        cams = Image.open(BytesIO(await store.get(finding.artifacts["cams"])))
+        assert cams.mode == "L" and cams.size[1] % 14 == 0
+        await worker.triton.close()
+    finally:
+        await engine.dispose()
 
 
 def head_ct_files(count: int, *, tilt: float | None = None) -> list[tuple[str, bytes]]:
