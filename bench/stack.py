@@ -274,6 +274,11 @@ class Stack:
         log.close()
         self._processes.append(process)
 
+    @property
+    def serve_pid(self) -> int:
+        """The process id of ``medvision serve`` (the first process the stack started)."""
+        return self._processes[0].pid
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         """The last lines a child process printed."""
         path = self.scratch / f"{name}.log"
