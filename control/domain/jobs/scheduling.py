@@ -31,22 +31,24 @@ async def schedule_case(
     study that fits no pipeline yet (say, an MR study whose FLAIR series has not arrived) is
     marked "no model" with the reason; a later upload that completes it routes it again.
 
-    ``new_case``: the case was inserted by this transaction, so no other transaction can see
-    it, and it has no finding or job yet (three queries fewer per new study).
+    ``new_case``: the case and its study were inserted by this transaction, so no other
+    transaction can see or add to them, and the case has no finding or job yet. The caller
+    then passes ``study`` with every series and instance in hand (``study.series`` and each
+    ``series.instances`` as created): nothing is locked, reloaded or looked up.
     """
     if case.status == CaseStatus.SIGNED_OFF:
         return None  # read-only: new images of a signed-off study change nothing on it
     await session.flush()
     if not new_case:
         await lock_case(session, case.id)
-    await session.refresh(study, attribute_names=["series"])
-    # Every series' instances in one query (populate_existing: this transaction's rows too).
-    await session.execute(
-        select(Series)
-        .where(Series.study_id == study.id)
-        .options(selectinload(Series.instances))
-        .execution_options(populate_existing=True)
-    )
+        await session.refresh(study, attribute_names=["series"])
+        # Every series' instances in one query (populate_existing: this transaction's rows).
+        await session.execute(
+            select(Series)
+            .where(Series.study_id == study.id)
+            .options(selectinload(Series.instances))
+            .execution_options(populate_existing=True)
+        )
     route = route_study(study, RoutingRules.from_settings(settings))
     if route.pipeline is None:
         mark_no_model(case, route.reason)

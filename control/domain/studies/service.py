@@ -9,13 +9,22 @@ from io import BytesIO
 import anyio.to_thread
 import numpy as np
 import pydicom
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, lazyload
 
 from control.config import Settings
-from control.db.models import Case, CaseStatus, Instance, InstanceLink, Series, Study, StudyLink
+from control.db.models import (
+    Case,
+    CaseStatus,
+    Instance,
+    InstanceLink,
+    Role,
+    Series,
+    Study,
+    StudyLink,
+)
 from control.dicom.reader import UploadLimits
 from control.domain.audit import chain
 from control.domain.audit.chain import Actor
@@ -89,6 +98,9 @@ class IngestService:
         #: Objects of the current store attempt (and their file names), by key, written
         #: together before its commit.
         self.pending: dict[str, tuple[NewObject, str]] = {}
+        #: Re-identification records of the current study's new instances, inserted after
+        #: their instances.
+        self.links: list[InstanceLink] = []
 
     async def ingest(
         self,
@@ -182,6 +194,7 @@ class IngestService:
         written: list[str] = []
         self.reencoded = []
         self.pending = {}
+        self.links = []
         try:
             results = [
                 await self._store_study(study, actor, race_ethnicity, uploader)
@@ -223,12 +236,28 @@ class IngestService:
         race_ethnicity: str | None,
         uploader: AuthUser | None,
     ) -> IngestedStudy:
-        study = await self.session.scalar(
-            select(Study).where(Study.study_uid == prepared.study_uid)
-        )
+        # The study and, in the same query, whether its link row still lacks the
+        # re-identification record. Its series and instances are not loaded here: an
+        # upload that stores nothing new never reads them, and scheduling loads them (or,
+        # for a study this transaction creates, has them in hand).
+        found = (
+            await self.session.execute(
+                select(Study, StudyLink.id)
+                .outerjoin(
+                    StudyLink,
+                    and_(StudyLink.study_id == Study.id, StudyLink.identity_encrypted.is_(None)),
+                )
+                .where(Study.study_uid == prepared.study_uid)
+                .options(lazyload(Study.series))
+            )
+        ).first()
+        study = found[0] if found is not None else None
         created = study is None
         if study is None:
+            # Ids are chosen here rather than at the flush: the rows of a new study need
+            # no round trip before the one flush that inserts them all.
             study = Study(
+                id=uuid.uuid4(),
                 study_uid=prepared.study_uid,
                 pseudo_patient_id=prepared.pseudo_patient_id,
                 modality=prepared.modality,
@@ -241,7 +270,6 @@ class IngestService:
                 series=[],
             )
             self.session.add(study)
-            await self.session.flush()
             self.session.add(
                 StudyLink(
                     study_id=study.id,
@@ -250,14 +278,19 @@ class IngestService:
                 )
             )
         else:
-            await self._complete_record(study, prepared)
+            if found is not None and found[1] is not None:
+                await self._complete_record(found[1], prepared)
             # Demographics of a stored study change only through the guarded, audited
             # PATCH .../demographics route: an upload sets them when it creates the study.
             await self._check_may_add_to(study, prepared, uploader)
+        stored_instances = await self._stored_instances(prepared)
         new, existing = 0, 0
+        series_by_uid = await self._stored_series(prepared, stored_instances)
         for instance in prepared.instances:
             try:
-                stored = await self._store_instance(study, instance)
+                stored = await self._store_instance(
+                    study, instance, created, stored_instances, series_by_uid
+                )
             except MedVisionError as exc:
                 # Every upload error names the offending file (the README's promise).
                 exc.detail.setdefault("filename", instance.filename)
@@ -266,6 +299,11 @@ class IngestService:
                 new += 1
             else:
                 existing += 1
+        if self.links:
+            # No relationship orders link rows after their instances: the instances first.
+            await self.session.flush()
+            self.session.add_all(self.links)
+            self.links = []
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
         case = await self._ensure_case(study, prepared, created)
@@ -353,29 +391,55 @@ class IngestService:
         """The study's encrypted re-identification record (None for NIfTI studies)."""
         return self.records.seal(prepared.identifying) if prepared.identifying else None
 
-    async def _complete_record(self, study: Study, prepared: PreparedStudy) -> None:
+    async def _complete_record(self, link_id: uuid.UUID, prepared: PreparedStudy) -> None:
         """Give a study stored without a re-identification record (before records existed)
-        the one this upload carries."""
+        the one this upload carries; ``link_id`` is its link row that lacks one."""
         if not prepared.identifying:
             return
-        link = await self.session.scalar(select(StudyLink).where(StudyLink.study_id == study.id))
+        link = await self.session.get(StudyLink, link_id)
         if link is not None and link.identity_encrypted is None:
             link.identity_encrypted = self._sealed_identity(prepared)
 
-    async def _complete_instance_record(self, stored: Instance, instance: PreparedInstance) -> None:
+    def _complete_instance_record(
+        self, stored: Instance, linked: bool, instance: PreparedInstance
+    ) -> None:
         """Give an instance stored before re-identification records existed the UID map this
         re-sent copy carries (so results that reference it can be re-identified)."""
-        if not instance.original_uids:
-            return
-        linked = await self.session.scalar(
-            select(InstanceLink.id).where(InstanceLink.instance_id == stored.id)
-        )
-        if linked is None:
+        if instance.original_uids and not linked:
             self.session.add(
                 InstanceLink(
                     instance_id=stored.id, uids_encrypted=self.records.seal(instance.original_uids)
                 )
             )
+
+    async def _stored_instances(self, prepared: PreparedStudy) -> dict[str, tuple[Instance, bool]]:
+        """The study's instances already stored (by any study, this transaction's included),
+        by SOP Instance UID, each with whether it has its re-identification record: one query
+        for the whole study."""
+        uids = [instance.sop_instance_uid for instance in prepared.instances]
+        if not uids:
+            return {}
+        rows = await self.session.execute(
+            select(Instance, InstanceLink.id)
+            .outerjoin(InstanceLink, InstanceLink.instance_id == Instance.id)
+            .where(Instance.sop_instance_uid.in_(uids))
+        )
+        return {row[0].sop_instance_uid: (row[0], row[1] is not None) for row in rows}
+
+    async def _stored_series(
+        self, prepared: PreparedStudy, stored: dict[str, tuple[Instance, bool]]
+    ) -> dict[str, Series]:
+        """The stored series (of any study) that this study's new instances name, by UID:
+        one query, without their instances."""
+        uids = sorted(
+            {i.series_uid for i in prepared.instances if i.sop_instance_uid not in stored}
+        )
+        if not uids:
+            return {}
+        rows = await self.session.scalars(
+            select(Series).where(Series.series_uid.in_(uids)).options(lazyload(Series.instances))
+        )
+        return {series.series_uid: series for series in rows}
 
     async def _check_may_add_to(
         self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
@@ -385,8 +449,8 @@ class IngestService:
         Otherwise the answer would name another radiologist's case and its status; the
         refusal names neither.
         """
-        if uploader is None:
-            return
+        if uploader is None or uploader.role != Role.RADIOLOGIST:
+            return  # visible_to restricts radiologists only: every other role sees every case
         visible = visible_to(select(Case.id).where(Case.study_id == study.id), uploader)
         if await self.session.scalar(visible) is None:
             filename = prepared.instances[0].filename if prepared.instances else ""
@@ -406,15 +470,19 @@ class IngestService:
             None
             if created
             else await self.session.scalar(
-                select(Case).where(
+                select(Case)
+                .where(
                     Case.study_id == study.id,
                     ~select(successor.id).where(successor.addendum_of_id == Case.id).exists(),
                 )
+                # The study is in hand: not joined again.
+                .options(lazyload(Case.study))
             )
         )
         flags = [BURNED_IN_FLAG] if prepared.burned_in_annotation else []
         if case is None:
             case = Case(
+                id=uuid.uuid4(),
                 study_id=study.id,
                 status=CaseStatus.RECEIVED,
                 modality=study.modality,
@@ -422,17 +490,19 @@ class IngestService:
                 study=study,
             )
             self.session.add(case)
-            await self.session.flush()
         elif flags and BURNED_IN_FLAG not in case.flags:
             case.flags = [*case.flags, BURNED_IN_FLAG]
         return case
 
-    async def _series(self, study: Study, instance: PreparedInstance) -> Series:
-        series = await self.session.scalar(
-            select(Series).where(Series.series_uid == instance.series_uid)
-        )
+    def _series(
+        self, study: Study, instance: PreparedInstance, created: bool, known: dict[str, Series]
+    ) -> Series:
+        """The instance's series: stored (``known``, which gains every series this method
+        creates), else a new one in ``study``."""
+        series = known.get(instance.series_uid)
         if series is None:
             series = Series(
+                id=uuid.uuid4(),
                 study_id=study.id,
                 series_uid=instance.series_uid,
                 modality=instance.modality,
@@ -441,7 +511,9 @@ class IngestService:
                 instances=[],
             )
             self.session.add(series)
-            await self.session.flush()
+            if created:  # keeps the new study's series in hand for routing (no reload)
+                study.series.append(series)
+            known[instance.series_uid] = series
         elif series.study_id != study.id:
             raise ConflictError(
                 "a series UID already belongs to another study",
@@ -478,17 +550,28 @@ class IngestService:
             }
         )
 
-    async def _store_instance(self, study: Study, instance: PreparedInstance) -> bool:
-        """Store one instance; False when an identical copy is already stored."""
-        stored = await self.session.scalar(
-            select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)
-        )
-        if stored is not None:
+    async def _store_instance(
+        self,
+        study: Study,
+        instance: PreparedInstance,
+        created: bool,
+        stored_instances: dict[str, tuple[Instance, bool]],
+        series_by_uid: dict[str, Series],
+    ) -> bool:
+        """Store one instance; False when an identical copy is already stored.
+
+        ``stored_instances`` (the study's instances already stored) gains the row this
+        method creates; ``created``: ``study`` was created by this transaction, whose
+        series and instances are then kept in hand for routing.
+        """
+        known = stored_instances.get(instance.sop_instance_uid)
+        if known is not None:
+            stored, linked = known
             if stored.sha256 != instance.sha256:
                 await self._check_same_content(stored, instance)
-            await self._complete_instance_record(stored, instance)
+            self._complete_instance_record(stored, linked, instance)
             return False
-        series = await self._series(study, instance)
+        series = self._series(study, instance, created, series_by_uid)
         key = instance_key(
             study.study_uid, series.series_uid, instance.sop_instance_uid, instance.suffix
         )
@@ -512,13 +595,15 @@ class IngestService:
             burned_in_annotation=instance.burned_in_annotation,
         )
         self.session.add(row)
+        if created:
+            series.instances.append(row)
         if instance.original_uids:
-            self.session.add(
+            self.links.append(
                 InstanceLink(
                     instance_id=row.id, uids_encrypted=self.records.seal(instance.original_uids)
                 )
             )
-        await self.session.flush()
+        stored_instances[instance.sop_instance_uid] = (row, bool(instance.original_uids))
         return True
 
 
