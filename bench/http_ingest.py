@@ -19,13 +19,22 @@ The figure is the median time per request over every accepted file of every roun
 server's own; the ratio is Orthanc's median ÷ MedVision's (requests per second, MedVision ÷
 Orthanc). ``--quick`` runs one round (well under a minute); the README figures come from the
 full run. Prints the machine and load average, writes ``--out/http_ingest-<time>.json``.
+
+``--floors`` also measures what a request costs before any ingest work, on the same machine
+in the same run (medians): a fresh server's ``GET /health`` (no authentication, no database)
+and ``GET /api/users/me`` (authentication and one row), the DICOM work alone
+(``prepare_upload``: parse, validate, de-identify, encode, hash; in this process) per
+accepted file, one SQL round trip through SQLAlchemy's async session on SQLite, an fsynced
+commit, and an fsynced 4 KiB file plus its directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import statistics
@@ -38,10 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 from pydicom.data import get_testdata_files
 
 from bench.machine import describe
-from bench.pacs_ingest import medvision_serve
+from bench.pacs_ingest import code_under_test, medvision_serve
 from bench.stack import load_line, percentile
 from tests.fixtures.orthanc import start_orthanc
 
@@ -144,6 +154,98 @@ def one_round(
     return results
 
 
+def _median_ms(seconds: list[float]) -> float:
+    return round(1e3 * statistics.median(seconds), 3)
+
+
+def _timed(action: Any, repeat: int) -> float:
+    """Median milliseconds of ``repeat`` calls of ``action`` (after one warm-up call)."""
+    action()
+    seconds = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        seconds.append(time.perf_counter() - began)
+    return _median_ms(seconds)
+
+
+def _fsync_file_and_directory(directory: Path, repeat: int = 200) -> float:
+    counter = iter(range(10**9))
+
+    def write() -> None:
+        with (directory / f"f{next(counter)}").open("wb") as handle:
+            handle.write(b"x" * 4096)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    return _timed(write, repeat)
+
+
+async def _sqlite_floors(scratch: Path, repeat: int = 300) -> dict[str, float]:
+    """One SQL round trip and one fsynced commit through the app's own engine setup."""
+    from sqlalchemy import text
+
+    from control.config import Settings
+    from control.db.engine import create_engine, create_session_factory
+    from control.db.migrate import upgrade
+
+    settings = Settings(
+        data_dir=scratch / "var", database_url=f"sqlite+aiosqlite:///{scratch}/f.db"
+    )
+    upgrade(settings)
+    engine = create_engine(settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            await session.execute(text("SELECT 1"))
+            round_trip, commit = [], []
+            for _ in range(repeat):
+                began = time.perf_counter()
+                await session.execute(text("SELECT 1"))
+                round_trip.append(time.perf_counter() - began)
+                await session.execute(text("UPDATE audit_head SET entries = entries WHERE id = 1"))
+                began = time.perf_counter()
+                await session.commit()
+                commit.append(time.perf_counter() - began)
+    finally:
+        await engine.dispose()
+    return {"sql_round_trip_ms": _median_ms(round_trip), "sqlite_commit_ms": _median_ms(commit)}
+
+
+def floors(paths: list[Path], accepted: list[str], scratch: Path) -> dict[str, Any]:
+    """What a request costs before the ingest's own database work (see the module doc)."""
+    from control.config import Settings
+    from control.dicom.reader import UploadLimits
+    from control.domain.studies.prepare import prepare_upload
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    # The DICOM work below logs what it finds in pydicom's odd files; not what is measured.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    result: dict[str, Any] = {}
+    with medvision_serve(scratch / "serve") as (base, headers), httpx.Client(timeout=60) as client:
+        result["get_health_ms"] = _timed(lambda: client.get(f"{base}/health"), 200)
+        result["get_users_me_ms"] = _timed(
+            lambda: client.get(f"{base}/api/users/me", headers=headers), 200
+        )
+    settings = Settings(data_dir=scratch / "prepare")
+    limits, key = UploadLimits.from_settings(settings), settings.key("deid")
+    prepare_ms = {}
+    for path in paths:
+        if path.name in accepted:
+            files = [(path.name, path.read_bytes())]
+            prepare_ms[path.name] = _timed(lambda f=files: prepare_upload(f, limits, key), 5)
+    result["prepare_upload_median_ms"] = round(statistics.median(prepare_ms.values()), 3)
+    result["prepare_upload_ms"] = prepare_ms
+    result.update(asyncio.run(_sqlite_floors(scratch)))
+    (scratch / "fsync").mkdir()
+    result["fsync_4k_file_and_directory_ms"] = _fsync_file_and_directory(scratch / "fsync")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,6 +258,12 @@ def main() -> None:
         type=Path,
         help="sample MedVision's server with py-spy during round 1 into this file and print "
         "its top entries (slows that round: figures of a profiled run are not comparable)",
+    )
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="also measure the per-request floors (trivial endpoints, DICOM work, SQL round "
+        "trip, commit, fsync) after the rounds",
     )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
@@ -191,9 +299,15 @@ def main() -> None:
         for server, values in samples.items()
     }
     ratio = round(figures["orthanc"]["median_ms"] / figures["medvision"]["median_ms"], 3)
-    machine = describe()
+    floor: dict[str, Any] | None = None
+    if args.floors:
+        names = [n for n, r in per_round[0].items() if r["medvision"] == r["orthanc"] == "ok"]
+        with tempfile.TemporaryDirectory(prefix="http-ingest-floors-") as tmp:
+            floor = floors(paths, names, Path(tmp))
+    machine, code = describe(), code_under_test()
     load = load_line(load_before)
     print(f"\n{machine}; load average {load}")
+    print(f"MedVision code: {code}")
     print(
         f"{accepted} of {len(paths)} pydicom test files accepted by both, {rounds} round(s), "
         f"{len(samples['medvision'])} requests each"
@@ -204,10 +318,16 @@ def main() -> None:
     print(f"ratio (MedVision ÷ Orthanc requests/s, medians): {ratio}")
     for line in sorted(refused):
         print(f"  not counted: {line}")
+    if floor is not None:
+        print("floors (medians, ms):")
+        for name, value in floor.items():
+            if not isinstance(value, dict):
+                print(f"  {name:<34}{value:>9}")
     record = {
         "bench": "http_ingest",
         "time": datetime.now(UTC).isoformat(),
         "machine": machine,
+        "code": code,
         "load": load,
         "rounds": rounds,
         "files": len(paths),
@@ -215,6 +335,7 @@ def main() -> None:
         "figures": figures,
         "ratio_medvision_over_orthanc": ratio,
         "per_round": per_round,
+        "floors": floor,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"http_ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -180,6 +180,25 @@ def stow(url: str, paths: list[Path], batch: int, headers: dict[str, str]) -> fl
     return elapsed
 
 
+def code_under_test() -> str:
+    """Which ``control`` package the MedVision servers run (they start from this process's
+    working directory, as it imported ``control``) and that checkout's commit."""
+    import control
+
+    root = Path(control.__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    try:
+        commit = subprocess.run(  # noqa: S603 (git, our own arguments)
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(  # noqa: S603
+            [*git, "status", "--porcelain", "--", "control"], capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{root} (not a git checkout)"
+    return f"{root} at {commit}" + (" with local changes to control/" if changed else "")
+
+
 @contextlib.contextmanager
 def medvision_serve(
     scratch: Path, profile: Path | None = None
@@ -321,12 +340,13 @@ def main() -> None:
         ratios[protocol] = round(mv / oc, 2) if mv and oc else None
         name = "C-STORE (1 association)" if protocol == "cstore" else "STOW-RS"
         rows.append((name, mv, oc, ratios[protocol], mine.get("skipped", "")))
-    machine = describe()
+    machine, code = describe(), code_under_test()
     load = load_line(load_before)
     print(
         f"\n{n} instances ({n // 2} CT {args.ct_size}², {n - n // 2} DX {args.dx_size}², "
         f"{total_bytes / 2**20:.0f} MiB); {machine}; load average {load}"
     )
+    print(f"MedVision code: {code}")
     print(f"{'protocol':<26}{'MedVision/s':>12}{'Orthanc/s':>11}{'ratio':>8}")
     for name, mv, oc, ratio, note in rows:
         print(f"{name:<26}{mv or '-':>12}{oc or '-':>11}{ratio or '-':>8}  {note}")
@@ -340,6 +360,7 @@ def main() -> None:
         "bench": "pacs_ingest",
         "time": datetime.now(UTC).isoformat(),
         "machine": machine,
+        "code": code,
         "load": load,
         "n": n,
         "ct_size": args.ct_size,
