@@ -30,15 +30,24 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             user_id = uuid.UUID(claims.subject)
         except ValueError:
             raise AuthenticationError("malformed token subject", code="invalid_token") from None
-        # One round trip per request: the user and whether this token was revoked.
+        # One round trip per request, every request (a revocation or a disabled account
+        # counts at once): the user's columns this check reads and whether this token was
+        # revoked, as plain rows (no ORM object to build).
         query = (
-            select(User, RevokedToken.id)
+            select(
+                User.id,
+                User.username,
+                User.role,
+                User.is_active,
+                User.token_generation,
+                RevokedToken.id.label("revoked"),
+            )
             .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
             .where(User.id == user_id)
         )
         async with connection.app.state.session_factory() as session:
-            row = (await session.execute(query)).first()
-        user, revoked = (row[0], row[1]) if row is not None else (None, None)
+            user = (await session.execute(query)).first()
+        revoked = user.revoked if user is not None else None
         if user is None or not user.is_active:
             raise AuthenticationError("account is disabled or unknown", code="invalid_token")
         if revoked is not None:

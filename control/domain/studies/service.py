@@ -283,9 +283,14 @@ class IngestService:
             # Demographics of a stored study change only through the guarded, audited
             # PATCH .../demographics route: an upload sets them when it creates the study.
             await self._check_may_add_to(study, prepared, uploader)
-        stored_instances = await self._stored_instances(prepared)
+        # Before the instances: a new study's case row then goes in the same flush as them.
+        case = await self._ensure_case(study, prepared, created)
+        # What is pending here is this study's own new rows (every earlier study of the
+        # request was flushed at its end, below), which these lookups by UID cannot match.
+        with self.session.no_autoflush:
+            stored_instances = await self._stored_instances(prepared)
+            series_by_uid = await self._stored_series(prepared, stored_instances)
         new, existing = 0, 0
-        series_by_uid = await self._stored_series(prepared, stored_instances)
         for instance in prepared.instances:
             try:
                 stored = await self._store_instance(
@@ -299,14 +304,13 @@ class IngestService:
                 new += 1
             else:
                 existing += 1
-        if self.links:
-            # No relationship orders link rows after their instances: the instances first.
-            await self.session.flush()
-            self.session.add_all(self.links)
-            self.links = []
+        # The study's new rows in one flush; then the re-identification records (no
+        # relationship orders their rows after their instances' rows).
+        await self.session.flush()
+        self.session.add_all(self.links)
+        self.links = []
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
-        case = await self._ensure_case(study, prepared, created)
         if new and case.status == CaseStatus.SIGNED_OFF:
             case = await self._open_addendum(case, study, new, actor)
         job = None

@@ -23,13 +23,15 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pydicom.data import get_testdata_file
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from control.app import create_app
 from control.config import Settings
 from control.db.models import AuditEntry, Case, Instance, Series, Study, StudyLink
 from control.storage import FilesystemStore
+from tests.fixtures.mr_series import brats_phantom_study
 from tests.fixtures.s3server import S3Server
+from tests.fixtures.uploads import series_files
 
 UPLOAD_URL = "/api/studies"
 ROW_MODELS = (Study, Series, Instance, Case, StudyLink)
@@ -549,6 +551,52 @@ async def test_later_instances_join_the_stored_study(app, client, accounts):
         "cases": 1,
         "study_links": 1,
     }
+
+
+async def test_a_new_study_is_routed_from_the_rows_its_upload_created(app, client, accounts):
+    """Routing a study its own transaction created reads the series and instances in hand:
+    all four MR sequences of a new study in one upload queue it for brats at once."""
+    phantom = brats_phantom_study()
+    files = [f for seq in ("T1", "T1ce", "T2", "FLAIR") for f in series_files(seq, phantom[seq])]
+    response = await upload(client, accounts["pacs1"].headers, *files)
+
+    assert response.status_code == 201, response.text
+    [study] = response.json()["studies"]
+    assert (study["created"], study["new_instances"]) == (True, len(files))
+    assert (study["pipeline"], study["status"]) == ("brats", "queued")
+    counts = await row_counts(app)
+    assert (counts["studies"], counts["series"], counts["instances"]) == (1, 4, len(files))
+
+
+def _statements(app: Litestar) -> list[str]:
+    """The first words of every SQL statement the app's engine runs from now on."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    engine = app.state.session_factory.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    return seen
+
+
+async def test_an_upload_does_not_reload_the_rows_it_looked_up_or_created(app, client, accounts):
+    """Guards the ingest's round trips: a new study's series are looked up once and neither
+    they nor the study are reloaded for routing; a re-sent file that changes nothing loads
+    no series and writes nothing."""
+    headers = accounts["pacs1"].headers
+    data = read_testdata("MR_small.dcm")
+    seen = _statements(app)
+    assert (await upload(client, headers, ("mr.dcm", data))).status_code == 201
+    new_study = list(seen)
+    seen.clear()
+    assert (await upload(client, headers, ("mr.dcm", data))).status_code == 200
+    resent = list(seen)
+
+    assert len([s for s in new_study if s.startswith("SELECT series.")]) == 1, new_study
+    assert "SELECT studies.id FROM" not in new_study, new_study  # no refresh of the study
+    assert [s for s in resent if s.startswith("SELECT series.")] == [], resent
+    assert [s for s in resent if s.split()[0] in ("INSERT", "UPDATE", "DELETE")] == [], resent
 
 
 async def test_concurrent_uploads_of_one_study_make_one_study(app, client, accounts):
