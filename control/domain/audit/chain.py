@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.config import Settings
@@ -157,26 +157,22 @@ async def append(
         previous = await session.scalar(
             select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
         )
-        row: dict[str, Any] = {
-            "occurred_at": datetime.now(UTC),
-            "actor": actor.username,
-            "actor_role": actor.role,
-            "action": action,
-            "target_type": target_type,
-            "target_id": target_id,
-            "outcome": outcome,
-            "client_ip": actor.client_ip,
-            "request_id": actor.request_id,
-            "details": json.dumps(details or {}, sort_keys=True, default=str),
-            "prev_hash": previous or GENESIS_HASH,
-        }
-        entry = AuditEntry(**row)
-        entry.entry_hash = row["entry_hash"] = entry_digest(entry, key)
-        # One INSERT ... RETURNING instead of a unit-of-work flush: nothing else in the
-        # session depends on the entry, and it is never changed after it is written.
-        entry.id = (
-            await session.execute(insert(AuditEntry).values(row).returning(AuditEntry.id))
-        ).scalar_one()
+        entry = AuditEntry(
+            occurred_at=datetime.now(UTC),
+            actor=actor.username,
+            actor_role=actor.role,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            outcome=outcome,
+            client_ip=actor.client_ip,
+            request_id=actor.request_id,
+            details=json.dumps(details or {}, sort_keys=True, default=str),
+            prev_hash=previous or GENESIS_HASH,
+        )
+        entry.entry_hash = entry_digest(entry, key)
+        session.add(entry)
+        await session.flush()
         return entry
 
 
