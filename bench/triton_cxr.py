@@ -29,6 +29,10 @@ Figures:
   both sides of the ratio alike;
 - ``--cam-max-side 1024`` serves the CAM at the full image size, as the ``cxr`` contract did
   before issue 14: the same script measures the contract before and after;
+- CPU per request: user + system CPU seconds (``/proc/<pid>/stat``) of tritonserver, each
+  Python-backend stub and this (client) process across each Triton throughput run, and of
+  this process across each 2-thread in-process run, divided by the requests (warm-up
+  included); their sum bounds the rate 2 cores allow;
 - perf_analyzer at concurrency 1 and ``--clients`` when its binary is found (``--perf-analyzer``
   or ``$PERF_ANALYZER``; see :data:`PERF_ANALYZER_HELP`).
 """
@@ -410,6 +414,63 @@ def stats_summary(before: dict[str, dict[str, float]], after: dict[str, dict[str
     return "; ".join(parts)
 
 
+# --------------------------------------------------------------------------- CPU per process
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds ``pid`` has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def triton_processes(server_pid: int) -> dict[str, int]:
+    """The server and its Python-backend stubs by name (``cxr_net``, ...) -> pid."""
+    found = {"tritonserver": server_pid}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != server_pid:
+            continue
+        model = next(
+            (Path(part.decode()).parent.parent.name for part in command if part.endswith(b".py")),
+            entry.name,
+        )
+        name = model if model not in found else f"{model} ({entry.name})"
+        found[name] = int(entry.name)
+    return found
+
+
+def cpu_per_request(
+    processes: dict[str, int], measure: Callable[[], float], requests: int
+) -> tuple[float, dict[str, float]]:
+    """``measure()``'s result and each process's CPU milliseconds per request during it."""
+    before = {name: process_cpu_seconds(pid) for name, pid in processes.items()}
+    result = measure()
+    after = {name: process_cpu_seconds(pid) for name, pid in processes.items()}
+    return result, {name: 1e3 * (after[name] - before[name]) / requests for name in processes}
+
+
+def cpu_summary(samples: list[dict[str, float]], rate: float) -> str:
+    """Mean CPU ms per request per process, their sum and what the sum allows on this host."""
+    names = list(samples[0])
+    mean = {name: statistics.fmean(s[name] for s in samples) for name in names}
+    total = sum(mean.values())
+    cores = os.cpu_count() or 1
+    parts = [f"{name} {value:.1f}" for name, value in mean.items()]
+    return (
+        f"{', '.join(parts)}; sum {total:.1f} ms -> at most {1e3 * cores / total:.1f} req/s "
+        f"on {cores} cores (measured {rate:.1f})"
+    )
+
+
 # --------------------------------------------------------------------------- perf_analyzer
 
 
@@ -623,6 +684,23 @@ def main() -> None:
                     )
                 ),
             }
+            processes = {"client (this process)": os.getpid()}
+            assert server.pid is not None
+            processes.update(triton_processes(server.pid))
+            cpu: dict[str, list[dict[str, float]]] = {"triton": [], "in-process": []}
+
+            def with_cpu(kind: str, measure: Callable[[], float], n: int) -> Callable[[], float]:
+                def measured() -> float:
+                    watched = processes if kind == "triton" else {"in-process": os.getpid()}
+                    result, used = cpu_per_request(watched, measure, n)
+                    cpu[kind].append(used)
+                    return result
+
+                return measured
+
+            # the warm-up requests (one per client, two per thread) are counted too
+            variants["triton"] = with_cpu("triton", variants["triton"], n_triton + args.clients)
+            variants["2 threads"] = with_cpu("in-process", variants["2 threads"], n_local + 4)
             rates = interleaved_rates(variants, args.rounds)
             rate, shared_rate = rates.pop("triton"), rates.pop("triton, one client")
             local_rates = rates
@@ -673,6 +751,11 @@ def main() -> None:
                 f"{rate:.2f} (a TritonClient each), {shared_rate:.2f} (one shared)")  # fmt: skip
     ratio = rate / local_rates[best_local]
     figures.add("throughput ratio (goal >= 0.95)", f"{ratio:.2f} vs in-process {best_local}")
+    figures.add("CPU ms per request, Triton 8 clients", cpu_summary(cpu["triton"], rate))
+    figures.add(
+        "CPU ms per request, in-process 2 threads",
+        cpu_summary(cpu["in-process"], local_rates["2 threads"]),
+    )
     for line in perf_lines:
         figures.add("perf_analyzer (system shm in+out)", line)
     figures.add("benchmark wall time", f"{time.perf_counter() - started:.0f} s")
