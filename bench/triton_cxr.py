@@ -176,7 +176,10 @@ def runner_session(onnx_path: Path, intra_op_threads: int) -> Any:
 
 def postprocess(repository: Path) -> Callable[..., dict[str, np.ndarray]]:
     """``cxr_postprocess``'s outputs function with the parameters of its config."""
-    from medvision_contract.cxr_outputs import cxr_outputs
+    try:
+        from medvision_contract.cxr_outputs import cxr_outputs
+    except ImportError:  # a checkout from before issue 14, measured as "before"
+        return _postprocess_before_issue_14(repository)
     from medvision_contract.labels import CXR_LABELS
     from medvision_contract.triton import classifier_parameters
 
@@ -184,6 +187,24 @@ def postprocess(repository: Path) -> Callable[..., dict[str, np.ndarray]]:
     as_json = {"parameters": {key: {"string_value": value} for key, value in config.items()}}
     found = classifier_parameters(as_json, "cxr_postprocess", CXR_LABELS, input_size=SIZE)
     return functools.partial(cxr_outputs, parameters=found)
+
+
+def _postprocess_before_issue_14(repository: Path) -> Callable[..., dict[str, np.ndarray]]:
+    """What ``cxr_postprocess`` ran before issue 14: sigmoid, thresholds, CAMs at image size."""
+    from medvision_contract import cams
+
+    config = model_parameters(repository, "cxr_postprocess")
+    thresholds = cams.parse_floats(config.get("thresholds", "0.5"), 14, "thresholds")  # type: ignore[attr-defined]
+
+    def outputs(logits: np.ndarray, maps: np.ndarray, geometry: np.ndarray) -> dict[str, Any]:
+        probabilities = cams.sigmoid(logits.reshape(-1))
+        return {
+            "PROBABILITIES": probabilities,
+            "POSITIVE": probabilities >= thresholds,
+            "CAM": cams.cams_to_image(maps[0], geometry, SIZE),  # type: ignore[attr-defined]
+        }
+
+    return outputs
 
 
 def in_process_pipeline(repository: Path, session: Any) -> Pipeline:
@@ -645,7 +666,10 @@ def main() -> None:
             )
         intra_op = int(model_parameters(repository, "cxr_net").get("intra_op_num_threads") or "0")
         pixels = chest_sized_image()
-        cam_max_side = int(model_parameters(repository, "cxr_postprocess")["cam_max_side"])
+        # a repository from before issue 14 has no cam_max_side: its CAM has the image's size
+        cam_max_side = int(
+            model_parameters(repository, "cxr_postprocess").get("cam_max_side", max(pixels.shape))
+        )
         output_bytes = _output_bytes(pixels, cam_max_side)
         onnx_path = repository / "cxr_net" / "1" / "model.onnx"
         session = runner_session(onnx_path, intra_op)
