@@ -395,9 +395,24 @@ class OutputShmClient:
         """Unregister and destroy the regions, close the channel."""
         for name, handle in self.handles.items():
             try:
-                self.client.unregister_system_shared_memory(f"{self.prefix}_{name}")
+                self._unregister(f"{self.prefix}_{name}")
             finally:
                 self.shm.destroy_shared_memory_region(handle)
+
+    def _unregister(self, region: str) -> None:
+        """Unregister ``region``, waiting up to 2 s while the server still holds it (it can
+        release the last request's input region just after the response arrives)."""
+        from tritonclient.utils import InferenceServerException
+
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                self.client.unregister_system_shared_memory(region)
+                return
+            except InferenceServerException as error:
+                if "in use" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.client.close()
 
 
