@@ -615,6 +615,11 @@ def set_instance_count(repository: Path, model: str, count: int) -> None:
 
 
 def main() -> None:
+    # The in-process pipeline runs numpy with the one OpenBLAS thread the served Python
+    # models get (control/triton/server.py server_environment): same settings on both sides.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(os.environ.get("OPENBLAS_NUM_THREADS", "1")), user_api="blas")
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -29,9 +29,11 @@ COPY deploy/docker/fetch_models.py /opt/medvision/bin/fetch_models.py
 # /models is where the served repository is assembled (an emptyDir or volume in production,
 # so the root filesystem can stay read-only); the image's own user owns it.
 RUN mkdir -p /models && chown 1000:1000 /models && chmod 0755 /opt/medvision/bin/*
+# One OpenBLAS thread for the Python models (see control/triton/server.py server_environment).
 ENV PYTHONPATH=/opt/medvision/lib:/opt/medvision/site-packages \
     MODEL_REPOSITORY_DIR=/models \
-    TRITON_MODEL_CONTROL_MODE=none
+    TRITON_MODEL_CONTROL_MODE=none \
+    OPENBLAS_NUM_THREADS=1
 # triton-server (uid 1000) is the unprivileged user NVIDIA's image ships.
 USER 1000:1000
 EXPOSE 8000 8001 8002

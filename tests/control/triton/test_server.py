@@ -116,6 +116,9 @@ def test_child_environment_sees_libraries_venv_and_repo_root() -> None:
     if sys.prefix != sys.base_prefix:
         assert env["VIRTUAL_ENV"] == sys.prefix
         assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.prefix) / "bin")
+    assert env["OPENBLAS_NUM_THREADS"] == "1"  # no spin-waiting BLAS threads in the stubs
+    chosen = server_environment(install, {"PATH": "/usr/bin", "OPENBLAS_NUM_THREADS": "4"})
+    assert chosen["OPENBLAS_NUM_THREADS"] == "4"  # an operator's own setting is kept
 
 
 def test_start_failure_raises_with_log_tail(tmp_path: Path) -> None:
