@@ -214,7 +214,6 @@ class Worker:
             case=case,
             route=route_study(case.study, self.rules),
             inferred=await queue.inferred_subjects(session, case.id),
-            instances=sum(len(series.instances) for series in case.study.series),
         )
 
     async def _execute(self, claimed: ClaimedJob, loaded: LoadedJob | None) -> list[FindingDraft]:
@@ -344,8 +343,12 @@ class LoadedJob:
     route: Route
     #: Subjects of the case that already had a finding.
     inferred: set[str]
-    #: How many instances the study had: more at completion means images arrived meanwhile.
-    instances: int
+
+    @property
+    def instances(self) -> int:
+        """How many instances the study had when the job was claimed: more at completion
+        means images arrived meanwhile (the loaded rows are not refreshed afterwards)."""
+        return sum(len(series.instances) for series in self.case.study.series)
 
 
 async def _study_instances(session: AsyncSession, study_id: uuid.UUID) -> int:
