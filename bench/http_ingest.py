@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from pydicom.data import get_testdata_files
 
 from bench.machine import describe
 from bench.pacs_ingest import code_under_test, medvision_serve
+from bench.profile import print_profile
 from bench.stack import load_line, percentile
 from tests.fixtures.orthanc import start_orthanc
 
@@ -65,57 +65,6 @@ def _error_code(response: httpx.Response) -> str:
     with contextlib.suppress(ValueError, AttributeError):
         return str(response.json().get("code") or response.status_code)
     return str(response.status_code)
-
-
-#: Leaf frames of threads waiting for work (the event loop's poll, idle worker threads):
-#: py-spy counts them as active, they are not the ingest's cost.
-IDLE_LEAVES = (
-    "Runner.run (",
-    "Condition.wait (",
-    "Queue.get (",
-    "_worker (concurrent/futures/thread.py)",
-    "_connection_worker_thread (",
-)
-
-
-def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, int]]]:
-    """Busy samples and the ``count`` functions with the most of them in py-spy's collapsed
-    stacks (``--format raw``): ``(function (file), inclusive, self)``, inclusive first.
-    Samples of idle threads (:data:`IDLE_LEAVES`) are left out."""
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, number = line.rpartition(" ")
-        if not stack or not number.isdigit():
-            continue
-        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
-        if frames[-1].startswith(IDLE_LEAVES) or _short(frames[-1]).startswith(IDLE_LEAVES):
-            continue
-        samples = int(number)
-        total += samples
-        for frame in set(frames):
-            inclusive[frame] += samples
-        own[frames[-1]] += samples
-    ranked = sorted(inclusive, key=lambda frame: (-inclusive[frame], frame))[:count]
-    return total, [(frame, inclusive[frame], own[frame]) for frame in ranked]
-
-
-def print_profile(raw: Path, count: int = 25) -> None:
-    """The top entries of a py-spy profile, by inclusive and by own samples."""
-    total, top = top_frames(raw, count)
-    print(f"\nprofile of medvision serve ({total} busy samples, py-spy, every thread): {raw}")
-    print(f"{'incl %':>7}{'self %':>7}  function (file)")
-    for frame, inclusive, own in top:
-        print(f"{100 * inclusive / total:>7.1f}{100 * own / total:>7.1f}  {_short(frame)}")
-    _, by_self = top_frames(raw, 10_000)
-    print(f"\n{'self %':>7}  function (file), by own samples")
-    for frame, _inclusive, own in sorted(by_self, key=lambda row: -row[2])[:15]:
-        print(f"{100 * own / total:>7.1f}  {_short(frame)}")
-
-
-def _short(frame: str) -> str:
-    return re.sub(r"\(/\S*?/(site-packages|lib/python3\.\d+|main|mv-before)/", "(", frame)
 
 
 def one_round(

@@ -1,7 +1,7 @@
 """PACS ingest: the same N instances into MedVision and into Orthanc, by C-STORE and STOW-RS.
 
     .venv/bin/python -m bench.pacs_ingest [--n 500] [--ct-size 512] [--dx-size 2048]
-        [--stow-batch 25] [--no-stow] [--quick] [--out var/bench]
+        [--stow-batch 25] [--no-stow | --no-cstore] [--profile FILE] [--quick] [--out var/bench]
 
 Issue #10 goal: "C-STORE ingest of the same 500 instances (512×512 CT and 2048² DX, one
 association) into MedVision (de-identification, hashing, storage, routing included) and
@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import httpx
 from pydicom.uid import generate_uid
 
 from bench.machine import describe
+from bench.profile import print_profile, sampled
 from bench.stack import load_line
 from control.triton.server import find_free_ports
 from tests.fixtures.ct import ct_slice
@@ -253,31 +253,10 @@ def medvision_serve(
         log.close()
 
 
-@contextlib.contextmanager
-def sampled(pid: int, out: Path | None) -> Iterator[None]:
-    """Run ``py-spy record`` on ``pid`` for the duration of the block (nothing when ``out`` is
-    None); stopped with SIGINT so that it writes ``out``."""
-    if out is None:
-        yield
-        return
-    spy = shutil.which("py-spy")
-    if spy is None:
-        raise RuntimeError("profiling needs py-spy on the PATH (pip install py-spy)")
-    sampler = subprocess.Popen(  # noqa: S603 (py-spy, our own arguments)
-        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)  # py-spy attaches
-    try:
-        yield
-    finally:
-        sampler.send_signal(signal.SIGINT)
-        sampler.wait(timeout=60)
-
-
-def stow_medvision(paths: list[Path], scratch: Path, batch: int) -> dict[str, Any]:
-    with medvision_serve(scratch) as (base, headers):
+def stow_medvision(
+    paths: list[Path], scratch: Path, batch: int, profile: Path | None = None
+) -> dict[str, Any]:
+    with medvision_serve(scratch, profile) as (base, headers):
         probe = httpx.post(f"{base}/dicomweb/studies", headers=headers, content=b"")
         if probe.status_code in (404, 405):
             return {"skipped": f"POST /dicomweb/studies answered {probe.status_code}"}
@@ -304,6 +283,13 @@ def main() -> None:
     parser.add_argument("--dx-size", type=int, default=2048)
     parser.add_argument("--stow-batch", type=int, default=25, help="instances per STOW request")
     parser.add_argument("--no-stow", action="store_true", help="C-STORE only")
+    parser.add_argument("--no-cstore", action="store_true", help="STOW-RS only")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample MedVision's server with py-spy during STOW-RS into this file and print "
+        "its top entries (slows it: figures of a profiled run are not comparable)",
+    )
     parser.add_argument("--quick", action="store_true", help="40 small instances, a minute")
     parser.add_argument("--out", type=Path, default=Path("var/bench"))
     args = parser.parse_args()
@@ -319,13 +305,16 @@ def main() -> None:
         load_before = os.getloadavg()
         total_bytes = sum(p.stat().st_size for p in paths)
         results: dict[str, dict[str, Any]] = {}
-        print("C-STORE into MedVision ...", flush=True)
-        results["cstore_medvision"] = cstore_medvision(paths, scratch)
-        print("C-STORE into Orthanc ...", flush=True)
-        results["cstore_orthanc"] = cstore_orthanc(paths, scratch)
+        if not args.no_cstore:
+            print("C-STORE into MedVision ...", flush=True)
+            results["cstore_medvision"] = cstore_medvision(paths, scratch)
+            print("C-STORE into Orthanc ...", flush=True)
+            results["cstore_orthanc"] = cstore_orthanc(paths, scratch)
         if not args.no_stow:
             print("STOW-RS into MedVision ...", flush=True)
-            results["stow_medvision"] = stow_medvision(paths, scratch, args.stow_batch)
+            results["stow_medvision"] = stow_medvision(
+                paths, scratch, args.stow_batch, args.profile
+            )
             print("STOW-RS into Orthanc ...", flush=True)
             results["stow_orthanc"] = stow_orthanc(paths, scratch, args.stow_batch)
 
@@ -350,12 +339,13 @@ def main() -> None:
     print(f"{'protocol':<26}{'MedVision/s':>12}{'Orthanc/s':>11}{'ratio':>8}")
     for name, mv, oc, ratio, note in rows:
         print(f"{name:<26}{mv or '-':>12}{oc or '-':>11}{ratio or '-':>8}  {note}")
-    acknowledged = results["cstore_medvision"]["acknowledged_s"]
-    print(
-        f"(MedVision C-STORE acknowledged all after {acknowledged:.1f} s = "
-        f"{n / acknowledged:.1f}/s; stored all after "
-        f"{results['cstore_medvision']['stored_s']:.1f} s)"
-    )
+    if "cstore_medvision" in results:
+        acknowledged = results["cstore_medvision"]["acknowledged_s"]
+        print(
+            f"(MedVision C-STORE acknowledged all after {acknowledged:.1f} s = "
+            f"{n / acknowledged:.1f}/s; stored all after "
+            f"{results['cstore_medvision']['stored_s']:.1f} s)"
+        )
     record = {
         "bench": "pacs_ingest",
         "time": datetime.now(UTC).isoformat(),
@@ -375,6 +365,8 @@ def main() -> None:
     out = args.out / f"pacs_ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
+    if args.profile is not None:
+        print_profile(args.profile)
 
 
 if __name__ == "__main__":

@@ -229,9 +229,8 @@ def main() -> None:
     if args.quick:
         args.reps = 5
 
-    from bench.http_ingest import print_profile
     from bench.machine import describe
-    from bench.pacs_ingest import sampled
+    from bench.profile import print_profile, sampled
 
     load_before = os.getloadavg()
     started = time.perf_counter()

@@ -478,10 +478,12 @@ def _decode_first_frame(dataset: pydicom.Dataset, filename: str) -> None:
 
     ``view_only``: native pixel data is validated and viewed in place rather than copied
     into a writeable array nobody writes to (an 8 MiB copy per 2048² radiograph); the checks
-    and every decoder step that can fail are the same.
+    and every decoder step that can fail are the same. ``correct_unused_bits=False``: the
+    bits above Bits Stored are not masked in an array nobody reads (masking needs a copy,
+    and pydicom logs a warning when it cannot give the view).
     """
     try:
-        pixel_array(dataset, index=0, view_only=True)
+        pixel_array(dataset, index=0, view_only=True, correct_unused_bits=False)
     except Exception as exc:  # decoder plugins raise arbitrary exception types
         raise InvalidInputError(
             f"{filename}: the pixel data could not be decoded: {exc}",

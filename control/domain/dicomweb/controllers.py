@@ -33,7 +33,7 @@ from control.domain.dicomweb.multipart import (
     read_parts,
 )
 from control.domain.dicomweb.query import QidoQuery, parse_query
-from control.domain.dicomweb.stow import store_parts
+from control.domain.dicomweb.stow import part_examiner, store_parts
 from control.errors import InvalidInputError
 from control.http.context import actor_from_request
 from control.storage import ObjectStore
@@ -112,7 +112,8 @@ class DicomwebController(Controller):
         state = request.app.state
         settings = state.settings
         limits = PartLimits(settings.max_files_per_request, settings.max_file_bytes)
-        parts = await read_parts(request.stream(), boundary, limits)
+        examine = part_examiner(settings, study)
+        parts = await read_parts(request.stream(), boundary, limits, examine)
         actor = actor_from_request(request)
         outcome = await store_parts(
             db_session, state.store, settings, parts, actor, _base_url(request), study

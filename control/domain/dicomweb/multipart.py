@@ -2,15 +2,21 @@
 
 The reader is fed the request body chunk by chunk and keeps only the part being read (plus
 one delimiter's worth of look-ahead) besides the parts already complete, so a STOW-RS body is
-never held twice. Limits (number of parts, bytes per part, header bytes) are checked as bytes
-arrive; a body over them is refused before it is read to the end.
+never held twice; each complete part can be processed while the rest arrives. Limits
+(number of parts, bytes per part, header bytes) are checked as bytes arrive; a body over
+them is refused before it is read to the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
 
 from control.errors import InvalidInputError, PayloadTooLargeError
 
@@ -24,6 +30,8 @@ __all__ = [
     "part_head",
     "read_parts",
 ]
+
+T = TypeVar("T")
 
 #: Longest header block of one part (RFC 2046 puts no limit; a DICOM part needs a few lines).
 MAX_PART_HEADER_BYTES = 8 * 1024
@@ -64,12 +72,19 @@ class RelatedReader:
     Call :meth:`feed` with each chunk, then :meth:`finish`, which returns the parts or raises
     ``400 malformed_multipart`` when the closing delimiter never came. Raises ``413
     too_many_parts`` / ``part_too_large`` as soon as a limit is passed.
+
+    Each byte of the body is copied twice (into the buffer, then into its part) and searched
+    once: what has been read is skipped by an offset, and the buffer is compacted only when
+    the next chunk arrives (deleting from a ``bytearray``'s front makes every later growth
+    copy it whole).
     """
 
     boundary: bytes
     limits: PartLimits
     parts: list[Part] = field(default_factory=list)
     _buffer: bytearray = field(default_factory=lambda: bytearray(_CRLF))
+    #: Where the unread bytes of ``_buffer`` start.
+    _start: int = 0
     _state: str = "preamble"
     _headers: dict[str, str] = field(default_factory=dict)
     _search_from: int = 0
@@ -78,13 +93,19 @@ class RelatedReader:
     def _delimiter(self) -> bytes:
         return _CRLF + b"--" + self.boundary
 
-    def feed(self, chunk: bytes) -> None:
-        """Add ``chunk`` of the body and split off every part it completes."""
+    def feed(self, chunk: bytes) -> list[Part]:
+        """Add ``chunk`` of the body; the parts it completed, in order."""
         if self._state == "done":
-            return  # the epilogue after the closing delimiter is ignored (RFC 2046)
+            return []  # the epilogue after the closing delimiter is ignored (RFC 2046)
+        if self._start:
+            self._buffer = self._buffer[self._start :]
+            self._search_from = max(0, self._search_from - self._start)
+            self._start = 0
         self._buffer += chunk
+        completed = len(self.parts)
         while self._step():
             pass
+        return self.parts[completed:]
 
     def finish(self) -> list[Part]:
         """The parts, once the whole body was fed; 400 when it ended early or had none."""
@@ -96,70 +117,70 @@ class RelatedReader:
 
     def _step(self) -> bool:
         """Advance by one delimiter, header block or part; False when more bytes are needed."""
-        buffer = self._buffer
+        buffer, start = self._buffer, self._start
         if self._state in ("preamble", "content"):
-            index = buffer.find(self._delimiter, self._search_from)
+            delimiter = self._delimiter
+            index = buffer.find(delimiter, max(start, self._search_from))
             if index < 0:
-                self._search_from = max(0, len(buffer) - len(self._delimiter) + 1)
+                self._search_from = max(start, len(buffer) - len(delimiter) + 1)
                 # A preamble is held to the same bound as a part.
-                if len(buffer) > self.limits.max_part_bytes + len(self._delimiter):
-                    raise PayloadTooLargeError(
-                        f"a part exceeds {self.limits.max_part_bytes} bytes",
-                        code="part_too_large",
-                        detail={"part": len(self.parts) + 1},
-                    )
+                if len(buffer) - start > self.limits.max_part_bytes + len(delimiter):
+                    raise self._part_too_large()
                 return False
             if self._state == "content":
-                if index > self.limits.max_part_bytes:
-                    raise PayloadTooLargeError(
-                        f"a part exceeds {self.limits.max_part_bytes} bytes",
-                        code="part_too_large",
-                        detail={"part": len(self.parts) + 1},
-                    )
+                if index - start > self.limits.max_part_bytes:
+                    raise self._part_too_large()
                 # One copy of the part (slicing the bytearray first would make two).
                 with memoryview(buffer) as view:
-                    content = bytes(view[:index])
+                    content = bytes(view[start:index])
                 self.parts.append(Part(self._headers, content))
                 self._headers = {}
-            del buffer[: index + len(self._delimiter)]
-            self._search_from = 0
+            self._start = index + len(delimiter)
             self._state = "after_delimiter"
             return True
         if self._state == "after_delimiter":
-            line_end = buffer.find(_CRLF)
-            if buffer[:2] == b"--":
+            if buffer[start : start + 2] == b"--":
                 self._state = "done"
-                buffer.clear()
+                self._buffer, self._start = bytearray(), 0
                 return False
+            line_end = buffer.find(_CRLF, start)
             if line_end < 0:
-                if len(buffer) > 1024:
+                if len(buffer) - start > 1024:
                     raise _malformed("garbage after a boundary delimiter")
                 return False
-            if buffer[:line_end].strip(b" \t"):
+            if buffer[start:line_end].strip(b" \t"):
                 raise _malformed("garbage after a boundary delimiter")
             if len(self.parts) >= self.limits.max_parts:
                 raise PayloadTooLargeError(
                     f"at most {self.limits.max_parts} parts per request", code="too_many_parts"
                 )
-            del buffer[: line_end + len(_CRLF)]
+            self._start = line_end + len(_CRLF)
             self._state = "headers"
             return True
         # headers: a part without headers starts with the blank line straight away
-        if buffer[:2] == _CRLF:
-            del buffer[:2]
+        if buffer[start : start + 2] == _CRLF:
+            self._start = start + 2
             self._state = "content"
             return True
-        end = buffer.find(_HEADER_END)
+        end = buffer.find(_HEADER_END, start)
         if end < 0:
-            if len(buffer) > MAX_PART_HEADER_BYTES:
+            if len(buffer) - start > MAX_PART_HEADER_BYTES:
                 raise _malformed(f"a part's headers exceed {MAX_PART_HEADER_BYTES} bytes")
             return False
-        if end > MAX_PART_HEADER_BYTES:
+        if end - start > MAX_PART_HEADER_BYTES:
             raise _malformed(f"a part's headers exceed {MAX_PART_HEADER_BYTES} bytes")
-        self._headers = _parse_headers(bytes(buffer[:end]))
-        del buffer[: end + len(_HEADER_END)]
+        self._headers = _parse_headers(bytes(buffer[start:end]))
+        self._start = end + len(_HEADER_END)
+        self._search_from = self._start
         self._state = "content"
         return True
+
+    def _part_too_large(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"a part exceeds {self.limits.max_part_bytes} bytes",
+            code="part_too_large",
+            detail={"part": len(self.parts) + 1},
+        )
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:
@@ -172,13 +193,36 @@ def _parse_headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-async def read_parts(chunks: AsyncIterable[bytes], boundary: str, limits: PartLimits) -> list[Part]:
-    """Every part of the ``multipart/related`` body arriving as ``chunks``; see
-    :class:`RelatedReader` for the limits and errors."""
+async def read_parts(
+    chunks: AsyncIterable[bytes],
+    boundary: str,
+    limits: PartLimits,
+    process: Callable[[int, Part], T],
+) -> list[T]:
+    """``process(index, part)`` of every part of the ``multipart/related`` body arriving as
+    ``chunks``, in the parts' order.
+
+    Each part goes to the blocking ``process`` in a worker thread as soon as its closing
+    delimiter has arrived, one part at a time, while the rest of the body is still being
+    received: a request's work overlaps its upload. See :class:`RelatedReader` for the limits
+    and errors; when the body fails, the parts being processed are finished and their results
+    dropped.
+    """
     reader = RelatedReader(boundary.encode("latin-1"), limits)
-    async for chunk in chunks:
-        reader.feed(chunk)
-    return reader.finish()
+    one_at_a_time = anyio.CapacityLimiter(1)
+    pending: list[asyncio.Future[T]] = []
+    try:
+        async for chunk in chunks:
+            for part in reader.feed(chunk):
+                work = anyio.to_thread.run_sync(process, len(pending), part, limiter=one_at_a_time)
+                pending.append(asyncio.ensure_future(work))
+        reader.finish()
+        return list(await asyncio.gather(*pending))
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
 
 
 def new_boundary() -> str:

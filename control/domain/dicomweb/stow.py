@@ -1,8 +1,9 @@
 """STOW-RS (PS3.18 10.5): store the parts of a request, answer per instance.
 
-Every part goes through the same ingest as an HTTP upload or a C-STORE
-(:meth:`~control.domain.studies.service.IngestService.ingest_each`: validation,
-de-identification, storage, routing); each part succeeds or fails on its own. The answer
+Every part goes through the same ingest as an HTTP upload or a C-STORE (validation and
+de-identification as each part arrives, then storage and routing of the request's parts in
+one :meth:`~control.domain.studies.service.IngestService.ingest_prepared`); each part
+succeeds or fails on its own. The answer
 names what was stored by its stored, pseudonymous UIDs (ReferencedSOPSequence, with a
 RetrieveURL) and what failed by the UIDs the part carried, read best-effort
 (FailedSOPSequence, with a FailureReason).
@@ -10,10 +11,10 @@ RetrieveURL) and what failed by the UIDs the part carried, read best-effort
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
 
-import anyio.to_thread
 import pydicom
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.config import Settings
 from control.db.models import Instance, Series, Study
 from control.dicom.deid import pseudonymous_uid
+from control.dicom.reader import UploadLimits
 from control.domain.audit.chain import Actor
 from control.domain.dicomweb.json_model import Attributes, attribute
 from control.domain.dicomweb.media import DICOM
 from control.domain.dicomweb.multipart import Part
+from control.domain.studies.prepare import PreparedStudy, RejectedFile, merge_each, prepare_file
 from control.domain.studies.service import IngestResult, IngestService
 from control.errors import (
     ConflictError,
@@ -33,9 +36,17 @@ from control.errors import (
     PayloadTooLargeError,
     UnsupportedMediaError,
 )
+from control.observability.tracing import ingest_span
 from control.storage import ObjectStore
 
-__all__ = ["FailureReason", "StowOutcome", "failure_reason", "store_parts"]
+__all__ = [
+    "ExaminedPart",
+    "FailureReason",
+    "StowOutcome",
+    "failure_reason",
+    "part_examiner",
+    "store_parts",
+]
 
 
 class FailureReason:
@@ -106,10 +117,6 @@ def read_identity(content: bytes) -> PartIdentity:
         return PartIdentity()
 
 
-def _read_identities(parts: list[Part]) -> list[PartIdentity]:
-    return [read_identity(part.content) for part in parts]
-
-
 @dataclass
 class StowOutcome:
     """What a STOW-RS request did: the response dataset and its HTTP status."""
@@ -144,46 +151,78 @@ def _study_matches(identity: PartIdentity, target: str, key: bytes) -> bool:
     return target in (identity.study_uid, pseudonymous_uid(identity.study_uid, key))
 
 
+@dataclass(frozen=True)
+class ExaminedPart:
+    """A part as read, before storage: its UIDs and either the FailureReason it was refused
+    with (``failure``) or what preparing it for ingest gave (``prepared``)."""
+
+    identity: PartIdentity
+    failure: int | None = None
+    prepared: list[PreparedStudy] | RejectedFile | None = None
+
+
+def part_examiner(
+    settings: Settings, target_study: str | None
+) -> Callable[[int, Part], ExaminedPart]:
+    """The blocking check of each part, run while the rest of the body arrives (see
+    :func:`~control.domain.dicomweb.multipart.read_parts`).
+
+    A part whose Content-Type is not ``application/dicom`` fails with ``0xC000``; with
+    ``target_study`` (the request path's study), a part of another study fails with
+    ``0xA900``; every other part is validated and de-identified as ``part-<n>``
+    (:func:`~control.domain.studies.prepare.prepare_file`), nothing written yet.
+    """
+    key = settings.key("deid")
+    limits = UploadLimits.from_settings(settings)
+
+    def examine(index: int, part: Part) -> ExaminedPart:
+        identity = read_identity(part.content)
+        if part.content_type not in (None, DICOM):
+            return ExaminedPart(identity, FailureReason.CANNOT_UNDERSTAND)
+        if target_study is not None and not _study_matches(identity, target_study, key):
+            return ExaminedPart(identity, FailureReason.DATA_SET_DOES_NOT_MATCH)
+        prepared = prepare_file(_name(index), part.content, limits, key)
+        return ExaminedPart(identity, prepared=prepared)
+
+    return examine
+
+
+def _name(index: int) -> str:
+    return f"part-{index + 1}"
+
+
 async def store_parts(
     session: AsyncSession,
     store: ObjectStore,
     settings: Settings,
-    parts: list[Part],
+    examined: list[ExaminedPart],
     actor: Actor,
     base_url: str,
     target_study: str | None = None,
 ) -> StowOutcome:
-    """Ingest ``parts`` one by one and build the STOW-RS response (see module docstring).
-
-    With ``target_study`` (the request path's study), parts of another study fail with
-    ``0xA900`` and are not stored. A part whose Content-Type is not ``application/dicom``
-    fails with ``0xC000``.
-    """
-    key = settings.key("deid")
-    identities = await anyio.to_thread.run_sync(_read_identities, parts)  # one thread hop
-    failed: list[Attributes] = []
-    files: list[tuple[str, bytes]] = []
-    for index, (part, identity) in enumerate(zip(parts, identities, strict=True)):
-        if part.content_type not in (None, DICOM):
-            failed.append(_failed_item(identity, FailureReason.CANNOT_UNDERSTAND))
-        elif target_study is not None and not _study_matches(identity, target_study, key):
-            failed.append(_failed_item(identity, FailureReason.DATA_SET_DOES_NOT_MATCH))
-        else:
-            files.append((f"part-{index + 1}", part.content))
-    result, rejected = (
-        await IngestService(session, store, settings, source="stow").ingest_each(files, actor)
-        if files
-        else (IngestResult([]), [])
-    )
+    """Store the prepared parts of a request in one ingest and build the STOW-RS response
+    (see module docstring); ``examined`` comes from :func:`part_examiner`, in part order."""
+    failed = [_failed_item(part.identity, part.failure) for part in examined if part.failure]
+    to_store = {
+        _name(index): (part.identity, part.prepared)
+        for index, part in enumerate(examined)
+        if part.prepared is not None
+    }
+    result, rejected = IngestResult([]), list[RejectedFile]()
+    if to_store:
+        service = IngestService(session, store, settings, source="stow")
+        with ingest_span(service.source, len(to_store)):  # the trace the queued jobs continue
+            prepared, rejected = merge_each([prepared for _, prepared in to_store.values()])
+            result, rejected = await service.ingest_prepared(prepared, rejected, actor)
     rejected_names = {item.filename: item.error for item in rejected}
     stored_sources: dict[str, PartIdentity] = {}
-    for name, _ in files:
-        identity = identities[int(name.removeprefix("part-")) - 1]
+    for name, (identity, _) in to_store.items():
         error = rejected_names.get(name)
         if error is not None:
             failed.append(_failed_item(identity, failure_reason(error)))
         else:
             stored_sources[name] = identity
+    key = settings.key("deid")
     referenced, missing = await _referenced(session, stored_sources, key, base_url)
     failed.extend(_failed_item(identity, FailureReason.PROCESSING_FAILURE) for identity in missing)
     response: Attributes = {}

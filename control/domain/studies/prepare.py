@@ -228,21 +228,38 @@ def prepare_each(
     For the DICOM network paths (C-STORE, STOW-RS), where each instance has a status of its
     own. NIfTI files are not accepted here. Blocking; shares :data:`HEAVY_WORK_SLOTS`.
     """
+    return merge_each([prepare_file(name, data, limits, key) for name, data in files])
+
+
+def prepare_file(
+    name: str, data: bytes, limits: UploadLimits, key: bytes
+) -> list[PreparedStudy] | RejectedFile:
+    """One DICOM file of a per-instance batch, prepared or rejected with its error; the
+    results of a batch go to :func:`merge_each`. Blocking; shares :data:`HEAVY_WORK_SLOTS`."""
+    try:
+        if not looks_like_dicom(data):
+            raise UnsupportedMediaError(
+                f"{name}: not a DICOM Part 10 file", code="not_dicom", detail={"filename": name}
+            )
+        with HEAVY_WORK_SLOTS:
+            return _prepare_dicom([(name, data)], limits, key)
+    except MedVisionError as exc:
+        exc.detail.setdefault("filename", name)
+        return RejectedFile(name, exc)
+
+
+def merge_each(
+    results: list[list[PreparedStudy] | RejectedFile],
+) -> tuple[list[PreparedStudy], list[RejectedFile]]:
+    """The files of a batch (:func:`prepare_file` results, in order) grouped by study; the
+    same instance twice is kept once, two contents under one UID reject the later file."""
     studies: dict[str, PreparedStudy] = {}
     rejected: list[RejectedFile] = []
-    for name, data in files:
-        try:
-            if not looks_like_dicom(data):
-                raise UnsupportedMediaError(
-                    f"{name}: not a DICOM Part 10 file", code="not_dicom", detail={"filename": name}
-                )
-            with HEAVY_WORK_SLOTS:
-                prepared = _prepare_dicom([(name, data)], limits, key)
-        except MedVisionError as exc:
-            exc.detail.setdefault("filename", name)
-            rejected.append(RejectedFile(name, exc))
+    for result in results:
+        if isinstance(result, RejectedFile):
+            rejected.append(result)
             continue
-        for study in prepared:
+        for study in result:
             merged = studies.setdefault(study.study_uid, study)
             if merged is not study:
                 merged.instances.extend(study.instances)

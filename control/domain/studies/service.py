@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -140,19 +141,27 @@ class IngestService:
             limits = UploadLimits.from_settings(self.settings)
             key = self.settings.key("deid")
             prepared, rejected = await anyio.to_thread.run_sync(prepare_each, files, limits, key)
-            while any(study.instances for study in prepared):
-                try:
-                    result = await self._store_with_retries(prepared, actor, None, None)
-                    self._count(prepared, result, rejected)
-                    return result, rejected
-                except MedVisionError as exc:
-                    # The failed transaction was rolled back; retry without the file it names.
-                    filename = exc.detail.get("filename")
-                    if not _drop_file(prepared, filename):
-                        raise
-                    rejected.append(RejectedFile(str(filename), exc))
-            self._count(prepared, IngestResult([]), rejected)
-            return IngestResult([]), rejected
+            return await self.ingest_prepared(prepared, rejected, actor)
+
+    async def ingest_prepared(
+        self, prepared: list[PreparedStudy], rejected: list[RejectedFile], actor: Actor
+    ) -> tuple[IngestResult, list[RejectedFile]]:
+        """The storage half of :meth:`ingest_each`, for files already prepared (and merged)
+        by :func:`~control.domain.studies.prepare.merge_each`; ``rejected`` is extended with
+        the files that fail while being stored."""
+        while any(study.instances for study in prepared):
+            try:
+                result = await self._store_with_retries(prepared, actor, None, None)
+                self._count(prepared, result, rejected)
+                return result, rejected
+            except MedVisionError as exc:
+                # The failed transaction was rolled back; retry without the file it names.
+                filename = exc.detail.get("filename")
+                if not _drop_file(prepared, filename):
+                    raise
+                rejected.append(RejectedFile(str(filename), exc))
+        self._count(prepared, IngestResult([]), rejected)
+        return IngestResult([]), rejected
 
     def _count(
         self, prepared: list[PreparedStudy], result: IngestResult, rejected: list[RejectedFile]
@@ -191,29 +200,33 @@ class IngestService:
         race_ethnicity: str | None,
         uploader: AuthUser | None,
     ) -> IngestResult:
-        written: list[str] = []
         self.reencoded = []
         self.pending = {}
         self.links = []
+        writes: list[asyncio.Future[list[StoredObject]]] = []
         try:
-            results = [
-                await self._store_study(study, actor, race_ethnicity, uploader)
-                for study in prepared
-            ]
-            # Every object of the request in one call: each fsynced, each directory once,
-            # all durable before the commit that makes rows point at them.
-            stored = await self._write_pending()
-            written.extend(item.key for item in stored if not item.replaced)
+            results = []
+            for study in prepared:
+                started = len(self.pending)
+                results.append(await self._store_study(study, actor, race_ethnicity, uploader))
+                # The study's objects are written while the next study's rows are built.
+                batch = list(self.pending.values())[started:]
+                if batch:
+                    writes.append(asyncio.ensure_future(self._write(batch)))
+            # Every object durable (each file fsynced, each directory once per study) before
+            # the commit that makes rows point at them.
+            await asyncio.gather(*writes)
             await self.session.commit()
             return IngestResult(results)
         except BaseException:
             await self.session.rollback()
-            await self._remove_unreferenced(written)
+            await self._remove_unreferenced(await _created_keys(writes))
             raise
 
-    async def _write_pending(self) -> list[StoredObject]:
+    async def _write(self, batch: list[tuple[NewObject, str]]) -> list[StoredObject]:
+        """Store ``batch`` (objects and their files' names) with one ``put_many``."""
         try:
-            return await self.store.put_many([item for item, _ in self.pending.values()])
+            return await self.store.put_many([item for item, _ in batch])
         except MedVisionError as exc:  # key_conflict: name the file, as every upload error does
             key = exc.detail.get("key")
             if key in self.pending:
@@ -609,6 +622,18 @@ class IngestService:
             )
         stored_instances[instance.sop_instance_uid] = (row, bool(instance.original_uids))
         return True
+
+
+async def _created_keys(writes: list[asyncio.Future[list[StoredObject]]]) -> list[str]:
+    """The keys that ``writes`` created (not replaced), once every one of them has ended."""
+    done = await asyncio.gather(*writes, return_exceptions=True)
+    return [
+        item.key
+        for stored in done
+        if not isinstance(stored, BaseException)
+        for item in stored
+        if not item.replaced
+    ]
 
 
 def same_dicom_content(first: bytes, second: bytes) -> bool:

@@ -130,6 +130,15 @@ async def test_stow_hostile_multipart(client, accounts, app) -> None:
         "/dicomweb/studies", content=multipart([b"abc"])[:-10], headers=headers
     )
     assert (unterminated.status_code, unterminated.json()["code"]) == (400, "malformed_multipart")
+    # Its first part is complete (and prepared while the rest arrives), the body is not.
+    cut_after_a_good_part = await client.post(
+        "/dicomweb/studies",
+        content=multipart([pydicom_file("CT_small.dcm"), b"abc"])[:-10],
+        headers=headers,
+    )
+    assert cut_after_a_good_part.json()["code"] == "malformed_multipart"
+    nothing = await client.get("/dicomweb/studies", headers=accounts["pacs1"].headers)
+    assert nothing.status_code == 204, nothing.text
     app.state.settings.max_file_bytes = 4096
     huge = await client.post(
         "/dicomweb/studies", content=multipart([b"x" * 10_000]), headers=headers

@@ -3,8 +3,10 @@ transcoding and frames (no database, no server)."""
 
 from __future__ import annotations
 
+import threading
 from io import BytesIO
 
+import anyio.to_thread
 import numpy as np
 import pydicom
 import pytest
@@ -12,7 +14,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from control.domain.dicomweb import media, query, wado
 from control.domain.dicomweb.json_model import element, resolve_tag
-from control.domain.dicomweb.multipart import PartLimits, RelatedReader
+from control.domain.dicomweb.multipart import Part, PartLimits, RelatedReader, read_parts
 from control.domain.dicomweb.stow import FailureReason, failure_reason
 from control.errors import (
     ConflictError,
@@ -28,10 +30,14 @@ LIMITS = PartLimits(max_parts=10, max_part_bytes=1000)
 
 
 def _read(body: bytes, chunk: int, limits: PartLimits = LIMITS) -> list[bytes]:
+    """The parts' contents; checks that ``feed`` handed out each part once, in order."""
     reader = RelatedReader(b"test-boundary-1234", limits)
+    handed_out = []
     for start in range(0, len(body), chunk):
-        reader.feed(body[start : start + chunk])
-    return [part.content for part in reader.finish()]
+        handed_out += reader.feed(body[start : start + chunk])
+    parts = reader.finish()
+    assert handed_out == parts
+    return [part.content for part in parts]
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 7, 64, 100_000])
@@ -39,6 +45,42 @@ def test_reader_splits_parts_whatever_the_chunking(chunk: int) -> None:
     parts = [b"first", b"", b"\r\n--test-boundary-123 almost a delimiter\r\n", bytes(range(256))]
     body = b"preamble to ignore\r\n" + multipart(parts) + b"epilogue"
     assert _read(body, chunk) == parts
+
+
+async def test_parts_are_processed_while_the_body_arrives() -> None:
+    """The first part is processed before the last byte of the body has been received."""
+    body = multipart([b"first", b"second"])
+    first_done = threading.Event()
+
+    async def chunks():
+        cut = body.index(b"second")
+        yield body[:cut]
+        # Waits in a thread so the event loop can hand part 1 to its worker thread.
+        assert await anyio.to_thread.run_sync(first_done.wait, 10), "part 1 was not processed"
+        yield body[cut:]
+
+    def process(index: int, part: Part) -> tuple[int, bytes]:
+        if index == 0:
+            first_done.set()
+        return index, part.content
+
+    results = await read_parts(chunks(), "test-boundary-1234", LIMITS, process)
+    assert results == [(0, b"first"), (1, b"second")]
+
+
+async def test_processed_parts_are_dropped_when_the_body_fails() -> None:
+    body = multipart([b"first", b"second"])
+    first_done = threading.Event()
+
+    async def chunks():
+        cut = body.index(b"second")
+        yield body[:cut]
+        assert await anyio.to_thread.run_sync(first_done.wait, 10), "part 1 was not processed"
+        yield body[cut:-10]  # no closing delimiter
+
+    with pytest.raises(InvalidInputError) as caught:
+        await read_parts(chunks(), "test-boundary-1234", LIMITS, lambda *_: first_done.set())
+    assert caught.value.code == "malformed_multipart"
 
 
 def test_reader_keeps_part_headers() -> None:
