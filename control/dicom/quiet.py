@@ -83,7 +83,10 @@ def invalid_value(element: pydicom.DataElement) -> InvalidValue | None:
         return None
     values = element.value if element.VM > 1 else [element.value]
     for value in values:
-        valid, _message = validator(element.VR, value)
+        # DS and IS values are read into numbers; their rules apply to the text they came
+        # from (pydicom's validators refuse any number as "not a string").
+        text = getattr(value, "original_string", None) if element.VR in ("DS", "IS") else None
+        valid, _message = validator(element.VR, value if text is None else text)
         if not valid:
             return InvalidValue(_tag_text(element), element.VR, "invalid value")
     return None

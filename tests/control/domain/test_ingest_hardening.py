@@ -110,6 +110,26 @@ def test_pydicom_messages_are_summarised_without_values(message, summary):
     assert summarise(message) == summary
 
 
+@pytest.mark.parametrize(
+    ("vr", "text", "invalid"),
+    [
+        ("DS", "0.14", False),
+        ("DS", "-1.5E+02", False),
+        ("DS", "1.234567890123456789", True),  # longer than 16 characters
+        ("IS", "42", False),
+        ("IS", "+0012345678901", True),  # longer than 12 characters
+    ],
+)
+def test_numbers_are_checked_by_the_text_they_were_read_from(vr, text, invalid):
+    """DS and IS values are numbers once read; a valid text is not reported as invalid."""
+    from pydicom.dataelem import DataElement
+
+    from control.dicom.quiet import invalid_value
+
+    reported = invalid_value(DataElement(0x00280030, vr, text))
+    assert (reported is not None) == invalid
+
+
 async def test_instance_conflict_names_the_offending_file(app, client, accounts):
     headers = accounts["pacs1"].headers
     stored = await upload(client, headers, ("ct.dcm", read_testdata("CT_small.dcm")))
