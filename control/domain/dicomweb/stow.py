@@ -3,10 +3,9 @@
 Every part goes through the same ingest as an HTTP upload or a C-STORE (validation and
 de-identification as each part arrives, then storage and routing of the request's parts in
 one :meth:`~control.domain.studies.service.IngestService.ingest_prepared`); each part
-succeeds or fails on its own. The answer
-names what was stored by its stored, pseudonymous UIDs (ReferencedSOPSequence, with a
-RetrieveURL) and what failed by the UIDs the part carried, read best-effort
-(FailedSOPSequence, with a FailureReason).
+succeeds or fails on its own. The answer names what was stored by its stored, pseudonymous
+UIDs (ReferencedSOPSequence, with a RetrieveURL) and what failed by the UIDs the part
+carried, read best-effort (FailedSOPSequence, with a FailureReason).
 """
 
 from __future__ import annotations
