@@ -47,39 +47,37 @@ def test_reader_splits_parts_whatever_the_chunking(chunk: int) -> None:
     assert _read(body, chunk) == parts
 
 
+async def _after_part_one(body: bytes, first_done: threading.Event):
+    """``body`` in two chunks: up to the second part's content, and the rest once part 1
+    was processed (waited for in a thread, so the event loop can hand part 1 on)."""
+    cut = body.index(b"second")
+    yield body[:cut]
+    assert await anyio.to_thread.run_sync(first_done.wait, 10), "part 1 was not processed"
+    yield body[cut:]
+
+
 async def test_parts_are_processed_while_the_body_arrives() -> None:
     """The first part is processed before the last byte of the body has been received."""
     body = multipart([b"first", b"second"])
     first_done = threading.Event()
-
-    async def chunks():
-        cut = body.index(b"second")
-        yield body[:cut]
-        # Waits in a thread so the event loop can hand part 1 to its worker thread.
-        assert await anyio.to_thread.run_sync(first_done.wait, 10), "part 1 was not processed"
-        yield body[cut:]
 
     def process(index: int, part: Part) -> tuple[int, bytes]:
         if index == 0:
             first_done.set()
         return index, part.content
 
-    results = await read_parts(chunks(), "test-boundary-1234", LIMITS, process)
+    chunks = _after_part_one(body, first_done)
+    results = await read_parts(chunks, "test-boundary-1234", LIMITS, process)
     assert results == [(0, b"first"), (1, b"second")]
 
 
 async def test_processed_parts_are_dropped_when_the_body_fails() -> None:
-    body = multipart([b"first", b"second"])
+    body = multipart([b"first", b"second"])[:-10]  # no closing delimiter
     first_done = threading.Event()
 
-    async def chunks():
-        cut = body.index(b"second")
-        yield body[:cut]
-        assert await anyio.to_thread.run_sync(first_done.wait, 10), "part 1 was not processed"
-        yield body[cut:-10]  # no closing delimiter
-
+    chunks = _after_part_one(body, first_done)
     with pytest.raises(InvalidInputError) as caught:
-        await read_parts(chunks(), "test-boundary-1234", LIMITS, lambda *_: first_done.set())
+        await read_parts(chunks, "test-boundary-1234", LIMITS, lambda *_: first_done.set())
     assert caught.value.code == "malformed_multipart"
 
 
