@@ -119,9 +119,15 @@ def stored_instances(node: ListenerNode) -> int:
     return int(node.query("SELECT count(*) FROM instances")[0][0])
 
 
-def cstore_medvision(paths: list[Path], scratch: Path) -> dict[str, Any]:
-    """C-STORE into the listener; seconds until acknowledged and until all committed."""
-    with start_listener(scratch / "medvision-cstore", {"BENCH": (ACCOUNT, "integration")}) as node:
+def cstore_medvision(
+    paths: list[Path], scratch: Path, profile: Path | None = None
+) -> dict[str, Any]:
+    """C-STORE into the listener; seconds until acknowledged and until all committed. With
+    ``profile``, py-spy samples the listener and its ingest process into that file."""
+    with (
+        start_listener(scratch / "medvision-cstore", {"BENCH": (ACCOUNT, "integration")}) as node,
+        sampled(node.process.pid, profile, subprocesses=True),
+    ):
         started = time.perf_counter()
         acknowledged = storescu(paths, "BENCH", node.ae_title, node.port)
         while stored_instances(node) < len(paths):
@@ -269,6 +275,11 @@ def stow_orthanc(paths: list[Path], scratch: Path, batch: int) -> dict[str, Any]
         return {"stored_s": stow(f"{pacs.dicomweb_url}/studies", paths, batch, {})}
 
 
+def cstore_profile(profile: Path | None) -> Path | None:
+    """Where the C-STORE run's profile goes: beside ``profile``, named ``<stem>-cstore``."""
+    return None if profile is None else profile.with_name(f"{profile.stem}-cstore{profile.suffix}")
+
+
 def rate(n: int, result: dict[str, Any]) -> float | None:
     seconds = result.get("stored_s")
     return round(n / seconds, 1) if seconds else None
@@ -287,8 +298,9 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="sample MedVision's server with py-spy during STOW-RS into this file and print "
-        "its top entries (slows it: figures of a profiled run are not comparable)",
+        help="sample MedVision's server with py-spy during STOW-RS into this file, and the "
+        "listener with its ingest process during C-STORE into FILE-cstore, and print their "
+        "top entries (slows them: figures of a profiled run are not comparable)",
     )
     parser.add_argument("--quick", action="store_true", help="40 small instances, a minute")
     parser.add_argument("--out", type=Path, default=Path("var/bench"))
@@ -307,7 +319,9 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {}
         if not args.no_cstore:
             print("C-STORE into MedVision ...", flush=True)
-            results["cstore_medvision"] = cstore_medvision(paths, scratch)
+            results["cstore_medvision"] = cstore_medvision(
+                paths, scratch, cstore_profile(args.profile)
+            )
             print("C-STORE into Orthanc ...", flush=True)
             results["cstore_orthanc"] = cstore_orthanc(paths, scratch)
         if not args.no_stow:
@@ -365,7 +379,10 @@ def main() -> None:
     out = args.out / f"pacs_ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
-    if args.profile is not None:
+    cstore_raw = cstore_profile(args.profile)
+    if cstore_raw is not None and cstore_raw.exists():
+        print_profile(cstore_raw, what="medvision dicom listen and its ingest process")
+    if args.profile is not None and args.profile.exists():
         print_profile(args.profile)
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def sampled(pid: int, out: Path | None) -> Iterator[None]:
-    """Run ``py-spy record`` on ``pid`` for the duration of the block (nothing when ``out`` is
-    None); stopped with SIGINT so that it writes ``out``."""
+def sampled(pid: int, out: Path | None, *, subprocesses: bool = False) -> Iterator[None]:
+    """Run ``py-spy record`` on ``pid`` (and its child processes with ``subprocesses``) for
+    the duration of the block (nothing when ``out`` is None); stopped with SIGINT so that it
+    writes ``out``."""
     if out is None:
         yield
         return
@@ -24,7 +25,8 @@ def sampled(pid: int, out: Path | None) -> Iterator[None]:
     if spy is None:
         raise RuntimeError("profiling needs py-spy on the PATH (pip install py-spy)")
     sampler = subprocess.Popen(  # noqa: S603 (py-spy, our own arguments)
-        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out)],
+        [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", str(out)]
+        + (["--subprocesses"] if subprocesses else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -70,10 +72,10 @@ def top_frames(raw: Path, count: int = 20) -> tuple[int, list[tuple[str, int, in
     return total, [(frame, inclusive[frame], own[frame]) for frame in ranked]
 
 
-def print_profile(raw: Path, count: int = 25) -> None:
-    """The top entries of a py-spy profile, by inclusive and by own samples."""
+def print_profile(raw: Path, count: int = 25, what: str = "medvision serve") -> None:
+    """The top entries of a py-spy profile of ``what``, by inclusive and by own samples."""
     total, top = top_frames(raw, count)
-    print(f"\nprofile of medvision serve ({total} busy samples, py-spy, every thread): {raw}")
+    print(f"\nprofile of {what} ({total} busy samples, py-spy, every thread): {raw}")
     print(f"{'incl %':>7}{'self %':>7}  function (file)")
     for frame, inclusive, own in top:
         print(f"{100 * inclusive / total:>7.1f}{100 * own / total:>7.1f}  {_short(frame)}")

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     dicom_allowed_aes: dict[str, str] = Field(default={})
     dicom_max_pdu: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024 * 1024)
     dicom_max_associations: int = Field(default=10, ge=1, le=200)
+    #: Ingest processes of the listener: batches stored side by side (see docs/pacs-listener.md).
+    dicom_ingest_processes: int = Field(default=2, ge=1, le=16)
 
     @staticmethod
     def _dicom_ae_title_checked(value: str) -> str:

@@ -2,11 +2,12 @@
 
 pynetdicom decodes PDUs in Python threads and the ingest (parse, de-identify, hash, store,
 database) is Python too, so in one process they take turns on the GIL. The listener hands
-each batch of spooled files to this separate process (one worker, so batches are stored one
-after another and SQLite sees one writer from here) and keeps receiving meanwhile: on a
-2-core machine the two halves run side by side. The worker has its own event loop, engine
-and object store, made once by :func:`init_worker`; it reads the spool files itself, so
-only paths and counts cross the process boundary.
+each batch of spooled files to one of these separate processes (``dicom_ingest_processes``
+of them: while one batch holds the database, the next is parsed, de-identified and hashed)
+and keeps receiving meanwhile: on a 2-core machine receiving and storing run side by side.
+Each worker has its own event loop, engine and object store, made once by
+:func:`init_worker`; it reads the spool files itself, so only paths and counts cross the
+process boundary.
 """
 
 from __future__ import annotations

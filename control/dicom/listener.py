@@ -18,7 +18,9 @@ Design (docs/pacs-listener.md explains it for operators):
   validation, de-identification, hashing, storage and routing as an HTTP upload) in batches of
   up to :data:`BATCH_SIZE`, when the batch is full, after :data:`BATCH_IDLE_S` without new
   instances, and at release/abort: one transaction per batch, while the association goes on
-  receiving. A spooled file is deleted once its batch committed (or the ingest rejected it).
+  receiving; up to ``dicom_ingest_processes`` full batches of an association at a time. A
+  spooled file is deleted once its batch committed (or the ingest rejected it); the
+  association is audited and its spool removed once no batch of it is in flight.
 * **Failures after acceptance.** What only the database can tell (``instance_conflict``: the
   same SOP Instance UID with other content, a series under another study) is found when the
   batch is stored, after the SCU was told success. Those instances are dropped, counted by
@@ -29,9 +31,9 @@ Design (docs/pacs-listener.md explains it for operators):
 
 The asyncio event loop runs in the main thread (account checks, audit entries); pynetdicom
 runs each association in a thread of its own, and its handlers hand work to the loop with
-``asyncio.run_coroutine_threadsafe``. The batches themselves are stored by a separate
-ingest process (control.dicom.ingest_worker), so receiving and storing do not take turns on
-one GIL. Only SOP-class names, AE titles, counts and error codes
+``asyncio.run_coroutine_threadsafe``. The batches themselves are stored by separate
+ingest processes (control.dicom.ingest_worker), so receiving and storing do not take turns
+on one GIL. Only SOP-class names, AE titles, counts and error codes
 are logged or audited, never UIDs or patient attributes.
 """
 
@@ -287,8 +289,14 @@ class DicomListener:
     async def start(self) -> None:
         """Replay spools left by a previous process, then start accepting associations."""
         self.spool_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not await self._loop.run_in_executor(self._pool, ingest_worker.ready):
-            raise RuntimeError("the ingest process did not start")
+        # One call per process, submitted together: the pool starts them all now, so that
+        # the first batches do not pay for starting them.
+        started = [
+            self._loop.run_in_executor(self._pool, ingest_worker.ready)
+            for _ in range(self.settings.dicom_ingest_processes)
+        ]
+        if not all(await asyncio.gather(*started)):
+            raise RuntimeError("the ingest processes did not start")
         await self.replay_spools()
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_connection_open),
@@ -448,20 +456,48 @@ class DicomListener:
         return Actor(username=user.username, role=str(user.role.value))
 
     async def _flush(self, state: AssociationState) -> bool:
-        """Store what the association spooled so far, a batch per transaction; False when
-        the database refused a batch (it stays spooled and pending)."""
+        """Store what the association spooled so far, a batch per transaction, up to one
+        batch per ingest process at a time; returns when none is in flight. False when the
+        database refused a batch (it stays spooled and pending)."""
         async with state.flushing:
-            while True:
-                with state.lock:
-                    batch = state.pending[:BATCH_SIZE]
-                    del state.pending[:BATCH_SIZE]
-                    if not batch:
-                        state.flush_scheduled = False
-                        return True
-                if not await self._ingest_batch(state, batch):
-                    with state.lock:
-                        state.pending[:0] = batch
-                    return False
+            running: set[asyncio.Task[bool]] = set()
+            refused = False
+            try:
+                while True:
+                    batch = [] if refused else self._next_batch(state, bool(running))
+                    if batch:
+                        running.add(asyncio.ensure_future(self._ingest_or_requeue(state, batch)))
+                        if len(running) < self.settings.dicom_ingest_processes:
+                            continue
+                    if not running:
+                        return not refused
+                    done, running = await asyncio.wait(running, return_when="FIRST_COMPLETED")
+                    refused = refused or not all(task.result() for task in done)
+            finally:
+                if running:  # cancelled or failed: the batches in flight still finish
+                    await asyncio.gather(*running, return_exceptions=True)
+
+    @staticmethod
+    def _next_batch(state: AssociationState, others_running: bool) -> list[Path]:
+        """The next batch to store: up to :data:`BATCH_SIZE` pending files, but only a full
+        one while another batch is in flight (a partial one waits to grow); none left clears
+        ``flush_scheduled``."""
+        with state.lock:
+            if others_running and len(state.pending) < BATCH_SIZE:
+                return []
+            batch = state.pending[:BATCH_SIZE]
+            del state.pending[:BATCH_SIZE]
+            if not batch:
+                state.flush_scheduled = False
+            return batch
+
+    async def _ingest_or_requeue(self, state: AssociationState, batch: list[Path]) -> bool:
+        """:meth:`_ingest_batch`; a refused batch goes back to the front of ``pending``."""
+        if await self._ingest_batch(state, batch):
+            return True
+        with state.lock:
+            state.pending[:0] = batch
+        return False
 
     async def _flush_later(self, state: AssociationState, delay: float) -> None:
         if delay:
@@ -479,13 +515,15 @@ class DicomListener:
         the stored and of the rejected instances are deleted after it commits."""
         names = [str(path) for path in batch]
         actor = state.actor
+        pool = self._pool
         try:
             outcome = await self._loop.run_in_executor(
-                self._pool, ingest_spooled, names, actor.username, actor.role
+                pool, ingest_spooled, names, actor.username, actor.role
             )
         except BrokenProcessPool:
-            self._pool.shutdown(wait=False)
-            self._pool = self._new_pool()
+            if self._pool is pool:  # the first batch to see it replaces the broken pool
+                pool.shutdown(wait=False)
+                self._pool = self._new_pool()
             outcome = BatchOutcome(ok=False, error_code="ingest_process_died")
         if not outcome.ok:
             log.warning("dicom_batch_failed", code=outcome.error_code, instances=len(batch))
@@ -502,10 +540,10 @@ class DicomListener:
         return True
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        """The ingest process (see control.dicom.ingest_worker), started by spawning: the
+        """The ingest processes (see control.dicom.ingest_worker), started by spawning: the
         listener has threads, which a forked child must not inherit."""
         return ProcessPoolExecutor(
-            max_workers=1,
+            max_workers=self.settings.dicom_ingest_processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
             initargs=(self.settings,),

@@ -356,6 +356,49 @@ def test_spool_is_empty_after_associations(node: ListenerNode) -> None:
     assert leftovers == []
 
 
+def test_batches_in_flight_together_store_everything_once(
+    node: ListenerNode, tmp_path: Path
+) -> None:
+    """One association of 230 instances (four batches of up to 64, stored by two ingest
+    processes side by side: a 160-slice CT series spread over three of them, and 70
+    one-image DX studies): every instance is stored once, the series is one study with one
+    case, and the association's audit entry, written after the last batch, counts them all;
+    its spool is gone."""
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for index in range(160):
+        path = tmp_path / f"ct{index:03d}.dcm"
+        path.write_bytes(ct_slice(32, study_uid=study, series_uid=series, index=index, seed=index))
+        paths.append(path)
+    dx_studies = [generate_uid() for _ in range(70)]
+    for index, dx_study in enumerate(dx_studies):
+        path = tmp_path / f"dx{index:03d}.dcm"
+        path.write_bytes(chest_dx(32, seed=index, study_uid=dx_study))
+        paths.append(path)
+    spools_before = {p.name for p in (node.data_dir / "dicom-spool").iterdir()}
+    storescu(node, paths)
+    audited = node.wait_until(
+        "SELECT count(*) FROM audit_log WHERE action = 'dicom.association' "
+        "AND details LIKE '%\"received\": 230%'",
+        1,
+    )
+    assert audited == 1, node.log_tail()
+    (entry,) = [
+        entry
+        for entry in audit_entries(node, "dicom.association")
+        if entry["details"]["received"] == 230  # type: ignore[index]
+    ]
+    details = entry["details"]
+    assert isinstance(details, dict)
+    assert (details["accepted"], details["stored_new"], details["stored_existing"]) == (230, 230, 0)
+    assert details["failed_after_acceptance"] == {}
+    assert node.query(instance_count(node, study))[0][0] == 160
+    assert node.query(case_count(node, study))[0][0] == 1
+    assert sum(node.query(instance_count(node, uid))[0][0] for uid in dx_studies) == 70
+    spools_after = {p.name for p in (node.data_dir / "dicom-spool").iterdir()}
+    assert spools_after <= spools_before
+
+
 def test_orthanc_pushes_a_study_to_the_listener(node: ListenerNode, tmp_path: Path) -> None:
     """A real PACS peer: Orthanc, given MedVision as a DICOM modality, C-STOREs a study it
     holds (a generated 3-slice CT series) to the listener; it lands as one case."""
