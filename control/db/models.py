@@ -161,6 +161,8 @@ class StudyLink(UUIDAuditBase):
     study_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("studies.id", ondelete="CASCADE"), unique=True
     )
+    #: Never loaded: declared so that a flush inserts a new study before its link.
+    study: Mapped[Study] = relationship(lazy="raise")
     original_study_uid_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     #: The study's re-identification record (patient and study identity of the original
     #: header), Fernet-encrypted under the ``reid`` key; None for NIfTI studies and studies
@@ -285,6 +287,8 @@ class InferenceJob(UUIDAuditBase):
     case_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("cases.id", ondelete="CASCADE"), index=True
     )
+    #: Never loaded: declared so that a flush inserts a new case before its job.
+    case: Mapped[Case] = relationship(lazy="raise")
     pipeline: Mapped[str] = mapped_column(String(16))
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -132,6 +132,22 @@ def entry_digest(entry: AuditEntry, key: bytes | None) -> str:
     return hmac.new(key, _canonical(entry), hashlib.sha256).hexdigest()
 
 
+#: ``Session.info`` key: the transaction that appended last and the hash of its last entry.
+_TAIL = "medvision.audit_tail"
+
+
+def _tail(session: AsyncSession) -> str | None:
+    """The hash of the last entry appended in the session's current transaction, None if it
+    appended none (or a savepoint is open, which could roll it back). That transaction holds
+    the head's lock from its first append, so no other writer can have appended since."""
+    sync = session.sync_session
+    cached = sync.info.get(_TAIL)
+    if cached is None or sync.in_nested_transaction():
+        return None
+    transaction, entry_hash = cached
+    return entry_hash if transaction is sync.get_transaction() else None
+
+
 async def append(
     session: AsyncSession,
     action: str,
@@ -146,17 +162,26 @@ async def append(
 
     Writers are serialised by updating the single ``audit_head`` row first (a row lock on
     PostgreSQL, the write lock on SQLite), so concurrent appends never fork the chain. The
-    entry becomes durable when the caller commits, together with the change it records.
+    entry becomes durable when the caller commits, together with the change it records; it
+    is inserted at the session's next flush (entries in the order they were appended), so
+    its ``id`` is set only then.
     """
     # A span per audit write, so a trace shows where each entry was made (no details: PHI-free).
     with tracer().start_as_current_span("audit.append", attributes={"audit.action": action}):
         key = keys_for(session).hmac_key
+        previous = _tail(session)
         await session.execute(
-            update(AuditHead).where(AuditHead.id == 1).values(entries=AuditHead.entries + 1)
+            update(AuditHead)
+            .where(AuditHead.id == 1)
+            .values(entries=AuditHead.entries + 1)
+            # No head row is loaded as an object in a session that appends; and the entries
+            # this transaction appended so far need no flush for it.
+            .execution_options(synchronize_session=False, autoflush=False)
         )
-        previous = await session.scalar(
-            select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
-        )
+        if previous is None:  # the first entry of this transaction: the chain's end is read
+            previous = await session.scalar(
+                select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
+            )
         entry = AuditEntry(
             occurred_at=datetime.now(UTC),
             actor=actor.username,
@@ -172,7 +197,8 @@ async def append(
         )
         entry.entry_hash = entry_digest(entry, key)
         session.add(entry)
-        await session.flush()
+        sync = session.sync_session
+        sync.info[_TAIL] = (sync.get_transaction(), entry.entry_hash)
         return entry
 
 

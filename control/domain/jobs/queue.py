@@ -111,6 +111,7 @@ async def enqueue(
             waiting.available_at = max(waiting.available_at, utcnow() + timedelta(seconds=settle_s))
         return None
     job = InferenceJob(
+        id=uuid.uuid4(),  # chosen here: the audit entry names it before any flush
         case_id=case.id,
         pipeline=pipeline,
         status=JobStatus.PENDING,
@@ -124,7 +125,6 @@ async def enqueue(
     case.pipeline = pipeline
     case.status_reason = None
     case.flags = [f for f in case.flags if f not in (NO_MODEL_FLAG, FOLLOW_UP_FAILED_FLAG)]
-    await session.flush()
     await announce_job(session, settings)
     await chain.append(
         session,

@@ -38,8 +38,8 @@ async def schedule_case(
     """
     if case.status == CaseStatus.SIGNED_OFF:
         return None  # read-only: new images of a signed-off study change nothing on it
-    await session.flush()
     if not new_case:
+        await session.flush()
         await lock_case(session, case.id)
         await session.refresh(study, attribute_names=["series"])
         # Every series' instances in one query (populate_existing: this transaction's rows).

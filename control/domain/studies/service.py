@@ -99,7 +99,7 @@ class IngestService:
         #: Objects of the current store attempt (and their file names), by key, written
         #: together before its commit.
         self.pending: dict[str, tuple[NewObject, str]] = {}
-        #: Re-identification records of the current study's new instances, inserted after
+        #: Re-identification records of the current attempt's new instances, inserted after
         #: their instances.
         self.links: list[InstanceLink] = []
 
@@ -205,14 +205,22 @@ class IngestService:
         self.links = []
         writes: list[asyncio.Future[list[StoredObject]]] = []
         try:
+            known = await self._look_up(prepared)
             results = []
             for study in prepared:
                 started = len(self.pending)
-                results.append(await self._store_study(study, actor, race_ethnicity, uploader))
+                results.append(
+                    await self._store_study(study, known, actor, race_ethnicity, uploader)
+                )
                 # The study's objects are written while the next study's rows are built.
                 batch = list(self.pending.values())[started:]
                 if batch:
                     writes.append(asyncio.ensure_future(self._write(batch)))
+            # The request's new rows in one flush (a statement per table, not per study);
+            # then the re-identification records (no relationship orders their rows after
+            # their instances' rows).
+            await self.session.flush()
+            self.session.add_all(self.links)
             # Every object durable (each file fsynced, each directory once per study) before
             # the commit that makes rows point at them.
             await asyncio.gather(*writes)
@@ -222,6 +230,52 @@ class IngestService:
             await self.session.rollback()
             await self._remove_unreferenced(await _created_keys(writes))
             raise
+
+    async def _look_up(self, prepared: list[PreparedStudy]) -> _Known:
+        """What is stored of the request's studies, instances and series: three queries for
+        the whole request (in chunks of :data:`_IN_CHUNK` UIDs)."""
+        known = _Known()
+        study_uids = [study.study_uid for study in prepared]
+        for chunk in _chunks(study_uids):
+            # Each study with, in the same query, whether its link row still lacks the
+            # re-identification record. Series and instances are not loaded: a study that
+            # gains nothing never reads them, and scheduling loads them.
+            rows = await self.session.execute(
+                select(Study, StudyLink.id)
+                .outerjoin(
+                    StudyLink,
+                    and_(StudyLink.study_id == Study.id, StudyLink.identity_encrypted.is_(None)),
+                )
+                .where(Study.study_uid.in_(chunk))
+                .options(lazyload(Study.series))
+            )
+            known.studies.update({row[0].study_uid: (row[0], row[1]) for row in rows})
+        instance_uids = [i.sop_instance_uid for study in prepared for i in study.instances]
+        for chunk in _chunks(instance_uids):
+            rows = await self.session.execute(
+                select(Instance, InstanceLink.id)
+                .outerjoin(InstanceLink, InstanceLink.instance_id == Instance.id)
+                .where(Instance.sop_instance_uid.in_(chunk))
+            )
+            known.instances.update(
+                {row[0].sop_instance_uid: (row[0], row[1] is not None) for row in rows}
+            )
+        series_uids = sorted(
+            {
+                i.series_uid
+                for study in prepared
+                for i in study.instances
+                if i.sop_instance_uid not in known.instances
+            }
+        )
+        for chunk in _chunks(series_uids):
+            found = await self.session.scalars(
+                select(Series)
+                .where(Series.series_uid.in_(chunk))
+                .options(lazyload(Series.instances))
+            )
+            known.series.update({series.series_uid: series for series in found})
+        return known
 
     async def _write(self, batch: list[tuple[NewObject, str]]) -> list[StoredObject]:
         """Store ``batch`` (objects and their files' names) with one ``put_many``."""
@@ -245,25 +299,12 @@ class IngestService:
     async def _store_study(
         self,
         prepared: PreparedStudy,
+        known: _Known,
         actor: Actor,
         race_ethnicity: str | None,
         uploader: AuthUser | None,
     ) -> IngestedStudy:
-        # The study and, in the same query, whether its link row still lacks the
-        # re-identification record. Its series and instances are not loaded here: an
-        # upload that stores nothing new never reads them, and scheduling loads them (or,
-        # for a study this transaction creates, has them in hand).
-        found = (
-            await self.session.execute(
-                select(Study, StudyLink.id)
-                .outerjoin(
-                    StudyLink,
-                    and_(StudyLink.study_id == Study.id, StudyLink.identity_encrypted.is_(None)),
-                )
-                .where(Study.study_uid == prepared.study_uid)
-                .options(lazyload(Study.series))
-            )
-        ).first()
+        found = known.studies.get(prepared.study_uid)
         study = found[0] if found is not None else None
         created = study is None
         if study is None:
@@ -296,18 +337,12 @@ class IngestService:
             # Demographics of a stored study change only through the guarded, audited
             # PATCH .../demographics route: an upload sets them when it creates the study.
             await self._check_may_add_to(study, prepared, uploader)
-        # Before the instances: a new study's case row then goes in the same flush as them.
         case = await self._ensure_case(study, prepared, created)
-        # What is pending here is this study's own new rows (every earlier study of the
-        # request was flushed at its end, below), which these lookups by UID cannot match.
-        with self.session.no_autoflush:
-            stored_instances = await self._stored_instances(prepared)
-            series_by_uid = await self._stored_series(prepared, stored_instances)
         new, existing = 0, 0
         for instance in prepared.instances:
             try:
                 stored = await self._store_instance(
-                    study, instance, created, stored_instances, series_by_uid
+                    study, instance, created, known.instances, known.series
                 )
             except MedVisionError as exc:
                 # Every upload error names the offending file (the README's promise).
@@ -317,11 +352,6 @@ class IngestService:
                 new += 1
             else:
                 existing += 1
-        # The study's new rows in one flush; then the re-identification records (no
-        # relationship orders their rows after their instances' rows).
-        await self.session.flush()
-        self.session.add_all(self.links)
-        self.links = []
         if prepared.burned_in_annotation:
             study.burned_in_annotation = True
         if new and case.status == CaseStatus.SIGNED_OFF:
@@ -428,35 +458,6 @@ class IngestService:
                     instance_id=stored.id, uids_encrypted=self.records.seal(instance.original_uids)
                 )
             )
-
-    async def _stored_instances(self, prepared: PreparedStudy) -> dict[str, tuple[Instance, bool]]:
-        """The study's instances already stored (by any study, this transaction's included),
-        by SOP Instance UID, each with whether it has its re-identification record: one query
-        for the whole study."""
-        uids = [instance.sop_instance_uid for instance in prepared.instances]
-        if not uids:
-            return {}
-        rows = await self.session.execute(
-            select(Instance, InstanceLink.id)
-            .outerjoin(InstanceLink, InstanceLink.instance_id == Instance.id)
-            .where(Instance.sop_instance_uid.in_(uids))
-        )
-        return {row[0].sop_instance_uid: (row[0], row[1] is not None) for row in rows}
-
-    async def _stored_series(
-        self, prepared: PreparedStudy, stored: dict[str, tuple[Instance, bool]]
-    ) -> dict[str, Series]:
-        """The stored series (of any study) that this study's new instances name, by UID:
-        one query, without their instances."""
-        uids = sorted(
-            {i.series_uid for i in prepared.instances if i.sop_instance_uid not in stored}
-        )
-        if not uids:
-            return {}
-        rows = await self.session.scalars(
-            select(Series).where(Series.series_uid.in_(uids)).options(lazyload(Series.instances))
-        )
-        return {series.series_uid: series for series in rows}
 
     async def _check_may_add_to(
         self, study: Study, prepared: PreparedStudy, uploader: AuthUser | None
@@ -577,9 +578,10 @@ class IngestService:
     ) -> bool:
         """Store one instance; False when an identical copy is already stored.
 
-        ``stored_instances`` (the study's instances already stored) gains the row this
-        method creates; ``created``: ``study`` was created by this transaction, whose
-        series and instances are then kept in hand for routing.
+        ``stored_instances`` (the request's instances already stored, by SOP Instance UID)
+        gains the row this method creates, ``series_by_uid`` the series; ``created``:
+        ``study`` was created by this transaction, whose series and instances are then kept
+        in hand for routing.
         """
         known = stored_instances.get(instance.sop_instance_uid)
         if known is not None:
@@ -622,6 +624,27 @@ class IngestService:
             )
         stored_instances[instance.sop_instance_uid] = (row, bool(instance.original_uids))
         return True
+
+
+#: UIDs per ``IN (...)`` of a look-up (SQLite binds at most 32,766 parameters a statement).
+_IN_CHUNK = 1000
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + _IN_CHUNK] for i in range(0, len(values), _IN_CHUNK)]
+
+
+@dataclass
+class _Known:
+    """What a request's look-ups found stored, by UID; the instances and series gain the
+    rows the request creates, so a later study of the same request sees them."""
+
+    #: Study and the id of its link row when that row lacks the re-identification record.
+    studies: dict[str, tuple[Study, uuid.UUID | None]] = field(default_factory=dict)
+    #: Instance (of any study) and whether it has its re-identification record.
+    instances: dict[str, tuple[Instance, bool]] = field(default_factory=dict)
+    #: Series (of any study), without their instances.
+    series: dict[str, Series] = field(default_factory=dict)
 
 
 async def _created_keys(writes: list[asyncio.Future[list[StoredObject]]]) -> list[str]:
