@@ -1,7 +1,8 @@
 """PACS ingest: the same N instances into MedVision and into Orthanc, by C-STORE and STOW-RS.
 
     .venv/bin/python -m bench.pacs_ingest [--n 500] [--ct-size 512] [--dx-size 2048]
-        [--stow-batch 25] [--no-stow | --no-cstore] [--profile FILE] [--quick] [--out var/bench]
+        [--stow-batch 25] [--no-stow | --no-cstore] [--ingest-processes N] [--profile FILE]
+        [--quick] [--out var/bench]
 
 Issue #10 goal: "C-STORE ingest of the same 500 instances (512×512 CT and 2048² DX, one
 association) into MedVision (de-identification, hashing, storage, routing included) and
@@ -120,12 +121,15 @@ def stored_instances(node: ListenerNode) -> int:
 
 
 def cstore_medvision(
-    paths: list[Path], scratch: Path, profile: Path | None = None
+    paths: list[Path], scratch: Path, profile: Path | None = None, processes: int | None = None
 ) -> dict[str, Any]:
     """C-STORE into the listener; seconds until acknowledged and until all committed. With
-    ``profile``, py-spy samples the listener and its ingest process into that file."""
+    ``profile``, py-spy samples the listener and its ingest processes into that file;
+    ``processes`` sets ``MEDVISION_DICOM_INGEST_PROCESSES`` (None: the default)."""
+    env = {} if processes is None else {"MEDVISION_DICOM_INGEST_PROCESSES": str(processes)}
+    accounts = {"BENCH": (ACCOUNT, "integration")}
     with (
-        start_listener(scratch / "medvision-cstore", {"BENCH": (ACCOUNT, "integration")}) as node,
+        start_listener(scratch / "medvision-cstore", accounts, extra_env=env) as node,
         sampled(node.process.pid, profile, subprocesses=True),
     ):
         started = time.perf_counter()
@@ -294,6 +298,12 @@ def main() -> None:
     parser.add_argument("--dx-size", type=int, default=2048)
     parser.add_argument("--stow-batch", type=int, default=25, help="instances per STOW request")
     parser.add_argument("--no-stow", action="store_true", help="C-STORE only")
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=None,
+        help="the listener's MEDVISION_DICOM_INGEST_PROCESSES (default: its default)",
+    )
     parser.add_argument("--no-cstore", action="store_true", help="STOW-RS only")
     parser.add_argument(
         "--profile",
@@ -320,7 +330,7 @@ def main() -> None:
         if not args.no_cstore:
             print("C-STORE into MedVision ...", flush=True)
             results["cstore_medvision"] = cstore_medvision(
-                paths, scratch, cstore_profile(args.profile)
+                paths, scratch, cstore_profile(args.profile), args.ingest_processes
             )
             print("C-STORE into Orthanc ...", flush=True)
             results["cstore_orthanc"] = cstore_orthanc(paths, scratch)

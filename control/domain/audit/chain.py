@@ -198,7 +198,10 @@ async def append(
         entry.entry_hash = entry_digest(entry, key)
         session.add(entry)
         sync = session.sync_session
-        sync.info[_TAIL] = (sync.get_transaction(), entry.entry_hash)
+        if sync.in_nested_transaction():  # a savepoint rolled back would take the entry away
+            sync.info.pop(_TAIL, None)
+        else:
+            sync.info[_TAIL] = (sync.get_transaction(), entry.entry_hash)
         return entry
 
 

@@ -61,6 +61,36 @@ async def test_concurrent_appends_never_fork_the_chain(app, client):
     assert report.entries == 12
 
 
+async def test_appends_of_one_session_chain_across_commits_and_rollbacks(app, client):
+    """Several appends per transaction (only the first reads the chain's end), a rolled
+    back transaction, then a savepoint rolled back, while other sessions append between the
+    transactions: the chain verifies, and the rolled back entries are gone."""
+    actor = Actor("tester", "admin")
+    async with app.state.session_factory() as session:
+        for index in range(3):
+            await chain.append(session, "test.batch", actor, details={"i": index})
+        await session.commit()
+        await _append_many(app, 2)  # another session appends between this one's transactions
+        await chain.append(session, "test.rolled_back", actor)
+        await session.rollback()
+        await _append_many(app, 1)
+        await chain.append(session, "test.kept", actor)
+        savepoint = await session.begin_nested()
+        await chain.append(session, "test.rolled_back", actor)
+        await savepoint.rollback()
+        await chain.append(session, "test.kept", actor)
+        await session.commit()
+        actions = list(
+            await session.scalars(
+                text("SELECT action FROM audit_log WHERE action LIKE 'test.%' ORDER BY id")
+            )
+        )
+    report = await _verify(app)
+    assert report.ok, report
+    assert report.entries == 8
+    assert actions == ["test.batch"] * 3 + ["test.event"] * 3 + ["test.kept"] * 2
+
+
 async def _tamper(app, statement, **params):
     async with app.state.session_factory() as session:
         if session.bind.dialect.name == "postgresql":
