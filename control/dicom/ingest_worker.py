@@ -54,6 +54,9 @@ def init_worker(settings: Settings) -> None:
     worker ignores SIGINT and finishes its batch."""
     global _worker
     from control.db.engine import create_engine, create_session_factory
+
+    # The ingest is imported now, once: otherwise the first batch pays for it (0.5 s).
+    from control.domain.studies import service  # noqa: F401
     from control.http.logging import configure_logging
     from control.storage import build_store
 
