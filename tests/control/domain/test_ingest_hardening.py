@@ -23,7 +23,9 @@ import pytest
 from sqlalchemy import select, update
 
 from control.db.models import Case, Study
+from control.domain.studies import service
 from tests.control.domain.test_studies import (
+    TEST_UID_ROOT,
     assert_error,
     assert_nothing_stored,
     audit_actions,
@@ -141,6 +143,45 @@ async def test_instance_conflict_names_the_offending_file(app, client, accounts)
 
     body = assert_error(response, 409, "instance_conflict")
     assert body["detail"]["filename"] == "changed.dcm"
+
+
+async def test_look_ups_in_several_chunks_find_everything_stored(
+    app, client, accounts, monkeypatch
+):
+    """With two UIDs per look-up query, a request of three studies (five instances) is looked
+    up in several chunks: re-sending it with a sixth instance stores only that one, and a
+    changed copy of a stored instance, wherever its chunk, still conflicts."""
+    monkeypatch.setattr(service, "_IN_CHUNK", 2)
+    headers = accounts["pacs1"].headers
+
+    def variant(number: int, **attributes: object) -> tuple[str, bytes]:
+        study = number % 3
+        return f"ct-{number}.dcm", ct_variant(
+            number,
+            StudyInstanceUID=f"{TEST_UID_ROOT}.90{study}",
+            SeriesInstanceUID=f"{TEST_UID_ROOT}.80{study}",
+            **attributes,
+        )
+
+    files = [variant(number) for number in range(1, 6)]
+    first = await upload(client, headers, *files)
+    assert first.status_code == 201, first.text
+    assert sorted(study["new_instances"] for study in first.json()["studies"]) == [1, 2, 2]
+    counts = await row_counts(app)
+
+    again = await upload(client, headers, *files, variant(6))
+    assert again.status_code == 201, again.text
+    studies = again.json()["studies"]
+    assert not any(study["created"] for study in studies)
+    assert sum(study["new_instances"] for study in studies) == 1
+    assert sum(study["existing_instances"] for study in studies) == 5
+    after = await row_counts(app)
+    assert after["instances"] == counts["instances"] + 1
+    assert (after["studies"], after["series"], after["cases"]) == (3, 3, 3)
+
+    changed = await upload(client, headers, *files[:4], variant(5, SliceLocation=123))
+    body = assert_error(changed, 409, "instance_conflict")
+    assert body["detail"]["filename"] == "ct-5.dcm"
 
 
 async def _race(app) -> str | None:
