@@ -298,18 +298,19 @@ def main() -> None:
     parser.add_argument("--dx-size", type=int, default=2048)
     parser.add_argument("--stow-batch", type=int, default=25, help="instances per STOW request")
     parser.add_argument("--no-stow", action="store_true", help="C-STORE only")
+    parser.add_argument("--no-cstore", action="store_true", help="STOW-RS only")
     parser.add_argument(
         "--ingest-processes",
         type=int,
         default=None,
         help="the listener's MEDVISION_DICOM_INGEST_PROCESSES (default: its default)",
     )
-    parser.add_argument("--no-cstore", action="store_true", help="STOW-RS only")
     parser.add_argument(
         "--profile",
         type=Path,
         help="sample MedVision's server with py-spy during STOW-RS into this file, and the "
-        "listener with its ingest process during C-STORE into FILE-cstore, and print their "
+        "listener with its ingest processes during C-STORE beside it (its stem + -cstore), "
+        "and print their "
         "top entries (slows them: figures of a profiled run are not comparable)",
     )
     parser.add_argument("--quick", action="store_true", help="40 small instances, a minute")
@@ -327,10 +328,11 @@ def main() -> None:
         load_before = os.getloadavg()
         total_bytes = sum(p.stat().st_size for p in paths)
         results: dict[str, dict[str, Any]] = {}
+        cstore_raw = cstore_profile(args.profile)
         if not args.no_cstore:
             print("C-STORE into MedVision ...", flush=True)
             results["cstore_medvision"] = cstore_medvision(
-                paths, scratch, cstore_profile(args.profile), args.ingest_processes
+                paths, scratch, cstore_raw, args.ingest_processes
             )
             print("C-STORE into Orthanc ...", flush=True)
             results["cstore_orthanc"] = cstore_orthanc(paths, scratch)
@@ -389,7 +391,6 @@ def main() -> None:
     out = args.out / f"pacs_ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
-    cstore_raw = cstore_profile(args.profile)
     if cstore_raw is not None and cstore_raw.exists():
         print_profile(cstore_raw, what="medvision dicom listen and its ingest process")
     if args.profile is not None and args.profile.exists():

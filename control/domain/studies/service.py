@@ -341,9 +341,7 @@ class IngestService:
         new, existing = 0, 0
         for instance in prepared.instances:
             try:
-                stored = await self._store_instance(
-                    study, instance, created, known.instances, known.series
-                )
+                stored = await self._store_instance(study, instance, created, known)
             except MedVisionError as exc:
                 # Every upload error names the offending file (the README's promise).
                 exc.detail.setdefault("filename", instance.filename)
@@ -573,24 +571,22 @@ class IngestService:
         study: Study,
         instance: PreparedInstance,
         created: bool,
-        stored_instances: dict[str, tuple[Instance, bool]],
-        series_by_uid: dict[str, Series],
+        known: _Known,
     ) -> bool:
         """Store one instance; False when an identical copy is already stored.
 
-        ``stored_instances`` (the request's instances already stored, by SOP Instance UID)
-        gains the row this method creates, ``series_by_uid`` the series; ``created``:
-        ``study`` was created by this transaction, whose series and instances are then kept
-        in hand for routing.
+        ``known`` (what the request found stored) gains the rows this method creates;
+        ``created``: ``study`` was created by this transaction, whose series and instances
+        are then kept in hand for routing.
         """
-        known = stored_instances.get(instance.sop_instance_uid)
-        if known is not None:
-            stored, linked = known
+        found = known.instances.get(instance.sop_instance_uid)
+        if found is not None:
+            stored, linked = found
             if stored.sha256 != instance.sha256:
                 await self._check_same_content(stored, instance)
             self._complete_instance_record(stored, linked, instance)
             return False
-        series = self._series(study, instance, created, series_by_uid)
+        series = self._series(study, instance, created, known.series)
         key = instance_key(
             study.study_uid, series.series_uid, instance.sop_instance_uid, instance.suffix
         )
@@ -622,7 +618,7 @@ class IngestService:
                     instance_id=row.id, uids_encrypted=self.records.seal(instance.original_uids)
                 )
             )
-        stored_instances[instance.sop_instance_uid] = (row, bool(instance.original_uids))
+        known.instances[instance.sop_instance_uid] = (row, bool(instance.original_uids))
         return True
 
 
